@@ -101,11 +101,17 @@ PAYLOAD_TAGS: Final[dict[type, int]] = {NodeInfo: 0, Reconfigure: 1, QdeviceReg:
 # ---------------------------------------------------------------- membership messages
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Sent every heartbeat interval to every configured node; carries the sender's ring."""
+    """Sent every heartbeat interval to every configured node.
+
+    Carries the sender's ring, its membership state and ``seqno``, the number of
+    ordered messages it has delivered (the representative: sequenced) in that ring,
+    so a member that lost the tail of the sequence notices and asks again.
+    """
 
     sender: U32
     ring: RingId
     state: U8
+    seqno: U32
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +120,9 @@ class Join:
 
     ``ring`` is the sender's last installed ring, ``max_seq`` the highest ring seq it
     has seen or proposed, ``infos`` its own votequorum NODEINFO (and its qdevice's,
-    nodeid 0), ``delivered`` how many ordered messages of ``ring`` it has delivered.
+    nodeid 0), ``delivered`` how many ordered messages of ``ring`` it has delivered
+    and ``log`` the most recent of them, so the new representative can hand them to
+    members of the same old ring that missed them (virtual synchrony).
     """
 
     sender: U32
@@ -124,6 +132,7 @@ class Join:
     fail: tuple[U32, ...]
     infos: tuple[NodeInfo, ...]
     delivered: U32
+    log: tuple[CatchUp, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +165,11 @@ class CatchUp:
 
 @dataclass(frozen=True, slots=True)
 class Leave:
-    """A clean shutdown: the sender leaves ``ring`` now."""
+    """A clean shutdown: the sender leaves ``ring`` now (``infos``: its LEAVING NODEINFO, if any)."""
 
     sender: U32
     ring: RingId
+    infos: tuple[NodeInfo, ...]
 
 
 @dataclass(frozen=True, slots=True)

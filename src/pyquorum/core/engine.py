@@ -1,0 +1,466 @@
+"""NodeEngine: one node's whole protocol state, driven by inputs with ``now_ms``.
+
+Theory of operation
+-------------------
+The engine composes membership (views), votequorum (votes) and the quorum service
+(client events). Drivers (the asyncio daemon, the simulator, tests) all run the same
+pump::
+
+    engine.receive_datagram(data, source, now_ms) | handle_timer(now_ms)
+        | handle_command(conn, command, now_ms) | connection_closed(conn)
+    while (ev := engine.next_event()): act on it     # PersistState first: make it durable
+    for data, dest in engine.datagrams_to_send(now_ms): send it
+    arm one timer at engine.get_timer()
+
+A new view is processed exactly like Corosync's sync: the quorum service records the
+sync and sends V1 nodelist events, votequorum gets ``sync_init``, every member's
+NODEINFO (taken from the INSTALL, identical on every member), and ``sync_activate``,
+which always reports quorum; the quorum service then sends the quorum event to every
+tracker. Quorum requests from clients wait while membership is in GATHER.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from pyquorum.config.model import ClusterConfig
+from pyquorum.core import membership as mb
+from pyquorum.core.tracking import (
+    NodelistNotification,
+    QuorumNotification,
+    QuorumService,
+)
+from pyquorum.core.votequorum import (
+    BarrierPersisted,
+    ExpectedVotesNotified,
+    Logged,
+    NodeinfoBroadcastRequested,
+    QuorumNotified,
+    VoteQuorum,
+    VoteQuorumInfo,
+)
+from pyquorum.errors import CsErr, CsError
+from pyquorum.types import RingId
+from pyquorum.wire.codec import Malformed, decode, encode
+from pyquorum.wire.crypto import Opened, SecureChannel
+from pyquorum.wire.messages import NodeInfo, Reconfigure, ReconfigureParam
+
+VOTEQUORUM = "corosync_votequorum"
+
+
+# ---------------------------------------------------------------- persisted state
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """What must survive a restart: ring seq, EVT barrier, crypto incarnation."""
+
+    max_seq: int = 0
+    ev_barrier: int | None = None
+    incarnation: int = 0
+
+
+# ---------------------------------------------------------------- commands (client requests)
+@dataclass(frozen=True, slots=True)
+class QuorumGetType:
+    """GETTYPE (``model`` None) or MODEL_GETTYPE."""
+
+    model: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumGetQuorate:
+    """GETQUORATE."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumTrackStart:
+    """TRACKSTART with CS_TRACK_* flags."""
+
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumTrackStop:
+    """TRACKSTOP."""
+
+
+@dataclass(frozen=True, slots=True)
+class VqGetInfo:
+    """votequorum_getinfo (nodeid 0: the local node)."""
+
+    nodeid: int
+
+
+@dataclass(frozen=True, slots=True)
+class VqSetExpected:
+    """votequorum_setexpected."""
+
+    expected_votes: int
+
+
+@dataclass(frozen=True, slots=True)
+class VqSetVotes:
+    """votequorum_setvotes."""
+
+    nodeid: int
+    votes: int
+
+
+@dataclass(frozen=True, slots=True)
+class VqCancelWaitForAll:
+    """quorum.cancel_wait_for_all: clear WFA on every node."""
+
+
+Command = (
+    QuorumGetType | QuorumGetQuorate | QuorumTrackStart | QuorumTrackStop
+    | VqGetInfo | VqSetExpected | VqSetVotes | VqCancelWaitForAll
+)
+
+
+# ---------------------------------------------------------------- engine events
+@dataclass(frozen=True, slots=True)
+class PersistState:
+    """Make ``state`` durable (write, fsync, rename) before sending further datagrams."""
+
+    state: StoredState
+
+
+@dataclass(frozen=True, slots=True)
+class ViewInstalled:
+    """A new membership view (after its quorum was computed)."""
+
+    ring: RingId
+    members: tuple[int, ...]
+    quorate: bool
+    infos: tuple[NodeInfo, ...]
+    """The NODEINFO inputs every member used for this view's quorum (R3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuorumChanged:
+    """The quorate bit flipped outside a view change (a view reports it in ViewInstalled)."""
+
+    quorate: bool
+    ring: RingId
+    members: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Replied:
+    """The answer to a client command; ``value`` depends on the command."""
+
+    conn: int
+    command: Command
+    error: CsErr
+    value: int | VoteQuorumInfo | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Notified:
+    """A callback for one client connection."""
+
+    conn: int
+    notification: QuorumNotification | NodelistNotification
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """A log line for the driver (subsys QUORUM, VOTEQ or TOTEM)."""
+
+    level: str
+    subsys: str
+    message: str
+
+
+EngineEvent = PersistState | ViewInstalled | QuorumChanged | Replied | Notified | LogRecord
+
+
+class NodeEngine:
+    """One node of the cluster, sans-IO."""
+
+    def __init__(
+        self,
+        node_id: int,
+        config: ClusterConfig,
+        rng: random.Random,
+        stored_state: StoredState,
+        now_ms: int,
+        authkey: bytes | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.config = config
+        self._now = now_ms
+        self._events: list[EngineEvent] = []
+        self._datagrams: list[tuple[bytes, int]] = []
+        self.stats: dict[str, int] = {"malformed": 0, "rejected": 0, "received": 0, "sent": 0}
+        incarnation = stored_state.incarnation + 1
+        self._stored = replace(stored_state, incarnation=incarnation)
+        t = config.totem
+        self._channel = SecureChannel(
+            authkey, t.crypto_cipher, t.crypto_hash, node_id, incarnation,
+            rng.getrandbits(64).to_bytes(8, "big"),
+        )
+        configured = config.node_ids or (node_id,)
+        self.vq: VoteQuorum | None = None
+        if config.quorum.provider == VOTEQUORUM:
+            self.vq = VoteQuorum(config, node_id, stored_state.ev_barrier, now_ms)
+        self.quorum = QuorumService(provider=self.vq is not None)
+        self._waiting: list[tuple[int, Command]] = []
+        self._vq_requests: dict[int, tuple[int, Command]] = {}
+        self._members: tuple[int, ...] = ()
+        self._in_sync = False
+        self.ready = False
+        """True once the first view is installed: clients are admitted from then on."""
+        self._persist()
+        self.membership = mb.Membership(
+            node_id, configured, config.timing(), stored_state.max_seq, self._infos(), now_ms
+        )
+        self._pump()
+
+    # ------------------------------------------------------------ inputs
+    def receive_datagram(self, data: bytes, source: object, now_ms: int) -> None:
+        """A datagram arrived from the network; garbage is counted, never raised."""
+        self._tick(now_ms)
+        opened = self._channel.open(data)
+        if not isinstance(opened, Opened):
+            self.stats["rejected"] += 1
+            return
+        msg = decode(opened.plaintext)
+        if isinstance(msg, Malformed) or msg.sender != opened.sender:
+            self.stats["malformed"] += 1
+            return
+        self.stats["received"] += 1
+        self.membership.receive(msg, now_ms)
+        self._pump()
+
+    def handle_timer(self, now_ms: int) -> None:
+        """Run whatever is due at ``now_ms``."""
+        self._tick(now_ms)
+        self.membership.handle_timer(now_ms)
+        if self.vq is not None:
+            self.vq.handle_timer(now_ms)
+        self._pump()
+
+    def handle_command(self, conn: int, command: Command, now_ms: int) -> None:
+        """A client request; the answer comes out as a ``Replied`` event."""
+        self._tick(now_ms)
+        if isinstance(command, QuorumGetQuorate | QuorumTrackStart | QuorumTrackStop):
+            if self.membership.state is mb.State.GATHER:
+                self._waiting.append((conn, command))  # requests wait during sync
+                return
+        self._execute(conn, command, now_ms)
+        self._pump()
+
+    def connection_closed(self, conn: int) -> None:
+        """A client went away."""
+        self.quorum.disconnect(conn)
+        self._waiting = [(c, cmd) for c, cmd in self._waiting if c != conn]
+
+    def connection_opened(self, conn: int) -> None:
+        """A client was admitted (only once ``ready``)."""
+        self.quorum.connect(conn)
+
+    def leave(self, now_ms: int) -> None:
+        """Clean shutdown: tell the cluster we leave (with a LEAVING NODEINFO under AD)."""
+        self._tick(now_ms)
+        info = self.vq.leaving_nodeinfo() if self.vq is not None else None
+        self.membership.leave((info,) if info is not None else (), now_ms)
+        self._pump()
+
+    # ------------------------------------------------------------ outputs
+    def next_event(self) -> EngineEvent | None:
+        """Pop the oldest event."""
+        return self._events.pop(0) if self._events else None
+
+    def datagrams_to_send(self, now_ms: int) -> list[tuple[bytes, int]]:
+        """Take the datagrams to send, as (bytes, destination node id)."""
+        out, self._datagrams = self._datagrams, []
+        return out
+
+    def get_timer(self) -> int | None:
+        """The earliest deadline in ms at which ``handle_timer`` must be called."""
+        deadlines = [self.membership.get_timer()]
+        if self.vq is not None and (t := self.vq.get_timer()) is not None:
+            deadlines.append(t)
+        return min(deadlines)
+
+    # ------------------------------------------------------------ introspection
+    @property
+    def ring(self) -> RingId:
+        """The current ring id."""
+        return self.membership.ring
+
+    @property
+    def members(self) -> tuple[int, ...]:
+        """The members of the current view."""
+        return self.membership.members
+
+    @property
+    def quorate(self) -> bool:
+        """The quorate bit clients see."""
+        return self.quorum.quorate
+
+    @property
+    def stored_state(self) -> StoredState:
+        """The state last handed out for persisting."""
+        return self._stored
+
+    # ------------------------------------------------------------ internals
+    def _tick(self, now_ms: int) -> None:
+        if now_ms < self._now:
+            raise ValueError(f"now_ms went backwards: {now_ms} < {self._now}")
+        self._now = now_ms
+
+    def _infos(self) -> tuple[NodeInfo, ...]:
+        if self.vq is None:
+            return ()
+        return (self.vq.local_nodeinfo(), self.vq.qdevice_nodeinfo())
+
+    def _persist(self) -> None:
+        self._events.append(PersistState(self._stored))
+
+    def _pump(self) -> None:
+        """Move membership and votequorum outputs into engine events and datagrams."""
+        while True:
+            ev = self.membership.next_event()
+            if ev is None:
+                break
+            if isinstance(ev, mb.SeqPersisted):
+                self._stored = replace(self._stored, max_seq=ev.max_seq)
+                self._persist()
+            elif isinstance(ev, mb.ViewInstalled):
+                self._on_view(ev)
+            elif isinstance(ev, mb.OrderedDelivered):
+                self._on_ordered(ev)
+            elif isinstance(ev, mb.GatherEntered):
+                self._events.append(LogRecord("debug", "TOTEM", f"gather: {ev.reason}"))
+        self._drain_vq()
+        self.membership.set_infos(self._infos())
+        for out in self.membership.take_outgoing():
+            data = self._channel.seal(encode(out.message))
+            for dest in out.destinations:
+                self._datagrams.append((data, dest))
+                self.stats["sent"] += 1
+
+    def _on_view(self, ev: mb.ViewInstalled) -> None:
+        self._members = ev.members
+        self.quorum.sync_started(ev.ring, ev.members)
+        self.quorum.nodelist_activated(ev.transitional)
+        self._flush_notifications()
+        was_quorate = self.quorum.quorate
+        if self.vq is not None:
+            self._in_sync = True
+            self.vq.sync_init(ev.transitional, ev.members, ev.ring, self._now)
+            for info in ev.infos:
+                self.vq.deliver_nodeinfo(info, self._now)
+            self.vq.sync_activate(self._now)
+            self._drain_vq()
+            self._in_sync = False
+        members = " ".join(str(m) for m in ev.members)
+        self._events.append(LogRecord("notice", "QUORUM", f"Members[{len(ev.members)}]: {members}"))
+        if self.quorum.quorate != was_quorate:
+            self._log_primary(in_view=True)
+        self._events.append(ViewInstalled(ev.ring, ev.members, self.quorum.quorate, ev.infos))
+        self.ready = True
+        waiting, self._waiting = self._waiting, []
+        for conn, cmd in waiting:
+            self._execute(conn, cmd, self._now)
+
+    def _log_primary(self, *, in_view: bool) -> None:
+        text = ("This node is within the primary component and will provide service."
+                if self.quorum.quorate else
+                "This node is within the non-primary component and will NOT provide any "
+                "services.")
+        self._events.append(LogRecord("notice", "QUORUM", text))
+        if not in_view:  # a view change reports quorate in its ViewInstalled
+            self._events.append(QuorumChanged(self.quorum.quorate, self.ring, self._members))
+
+    def _on_ordered(self, ev: mb.OrderedDelivered) -> None:
+        if self.vq is None:
+            return
+        if isinstance(ev.payload, Reconfigure):
+            self.vq.deliver_reconfigure(ev.payload, self._now)
+        elif isinstance(ev.payload, NodeInfo):
+            self.vq.deliver_nodeinfo(ev.payload, self._now)
+        self._drain_vq()
+        if ev.origin == self.node_id:
+            pending = self._vq_requests.pop(ev.request_id, None)
+            if pending is not None:
+                self._events.append(Replied(pending[0], pending[1], CsErr.CS_OK))
+
+    def _drain_vq(self) -> None:
+        if self.vq is None:
+            return
+        while (vev := self.vq.next_event()) is not None:
+            if isinstance(vev, QuorumNotified):
+                before = self.quorum.quorate
+                self.quorum.quorum_changed(vev.quorate, self.ring, self._members)
+                self._flush_notifications()
+                if before != vev.quorate and not self._in_sync and self.ready:
+                    self._log_primary(in_view=False)
+            elif isinstance(vev, BarrierPersisted):
+                self._stored = replace(self._stored, ev_barrier=vev.value)
+                self._persist()
+            elif isinstance(vev, NodeinfoBroadcastRequested):
+                self.membership.submit(vev.info, self._now)
+            elif isinstance(vev, Logged):
+                self._events.append(LogRecord(vev.level, "VOTEQ", vev.message))
+            elif isinstance(vev, ExpectedVotesNotified):
+                pass  # votequorum trackers (issue 4)
+
+    def _flush_notifications(self) -> None:
+        for conn, note in self.quorum.take_notifications():
+            self._events.append(Notified(conn, note))
+
+    def _execute(self, conn: int, cmd: Command, now_ms: int) -> None:
+        if isinstance(cmd, QuorumGetType):
+            self._reply(conn, cmd, CsErr.CS_OK, self.quorum.gettype(conn, cmd.model))
+        elif isinstance(cmd, QuorumGetQuorate):
+            self._reply(conn, cmd, CsErr.CS_OK, int(self.quorum.quorate))
+        elif isinstance(cmd, QuorumTrackStart):
+            err = self.quorum.trackstart(conn, cmd.flags)
+            self._flush_notifications()
+            self._reply(conn, cmd, err)
+        elif isinstance(cmd, QuorumTrackStop):
+            self._reply(conn, cmd, self.quorum.trackstop(conn))
+        else:
+            self._execute_vq(conn, cmd, now_ms)
+
+    def _execute_vq(self, conn: int, cmd: Command, now_ms: int) -> None:
+        vq = self.vq
+        if vq is None:
+            self._reply(conn, cmd, CsErr.CS_ERR_LIBRARY)
+            return
+        if isinstance(cmd, VqGetInfo):
+            try:
+                info = vq.getinfo(cmd.nodeid)
+            except CsError as e:
+                self._reply(conn, cmd, e.code)
+                return
+            self._reply(conn, cmd, CsErr.CS_OK, info)
+            return
+        if isinstance(cmd, VqSetExpected):
+            err = vq.check_setexpected(cmd.expected_votes)
+            payload = Reconfigure(self.node_id, cmd.expected_votes, ReconfigureParam.EXPECTED_VOTES)
+        elif isinstance(cmd, VqSetVotes):
+            target = cmd.nodeid or self.node_id
+            err = vq.check_setvotes(target, cmd.votes)
+            payload = Reconfigure(target, cmd.votes, ReconfigureParam.NODE_VOTES)
+        else:
+            err = CsErr.CS_OK
+            payload = Reconfigure(self.node_id, 0, ReconfigureParam.CANCEL_WFA)
+        if err != CsErr.CS_OK:
+            self._reply(conn, cmd, err)
+            return
+        rid = self.membership.submit(payload, now_ms)
+        self._vq_requests[rid] = (conn, cmd)
+
+    def _reply(self, conn: int, cmd: Command, err: CsErr, value: int | VoteQuorumInfo | None = None,
+               ) -> None:
+        self._events.append(Replied(conn, cmd, err, value))
+
+
+def members_of(infos: Sequence[NodeInfo]) -> tuple[int, ...]:
+    """Node ids of real nodes (not the qdevice pseudo-node) in ``infos``."""
+    return tuple(sorted({i.nodeid for i in infos if i.nodeid}))

@@ -1,0 +1,584 @@
+"""Membership: agreed views identified by ring ids (sans-IO).
+
+Theory of operation
+-------------------
+Every node sends a small HEARTBEAT to every configured node each
+``heartbeat_interval`` (effective token / 4, Corosync's knet ping interval),
+carrying its ring id, its state and how many ordered messages it has delivered.
+Anything received from a node counts as hearing it.
+
+States and transitions (the whole machine; ``_enter_gather`` is the only way into
+GATHER and ``_install`` the only way out)::
+
+    state        input                                        action
+    -----------  -------------------------------------------  ------------------------------
+    (boot)       constructor                                  persist seq+5, install [self]
+    OPERATIONAL  member silent for token ms                   GATHER, fail={member}
+    OPERATIONAL  LEAVE from a member                          GATHER, fail={sender}
+    OPERATIONAL  heartbeat/JOIN from a node in another ring   GATHER (merge)
+    OPERATIONAL  JOIN from a member of our ring               GATHER, merge its sets
+    OPERATIONAL  JOIN/heartbeat of a member lagging in GATHER rep re-sends its INSTALL
+    GATHER       JOIN                                         merge proc/fail sets, re-send JOIN
+    GATHER       JOIN whose fail set holds us                 ignored (consensus timeout decides)
+    GATHER       every ``join`` ms                            re-send JOIN
+    GATHER       silent node / consensus timeout              move it to the fail set
+    GATHER       consensus, we are the lowest id              persist seq, send INSTALL, install
+    any          INSTALL naming us, from our current ring     persist seq, install
+
+GATHER: a node's JOIN carries its candidate set ``proc`` and failed set ``fail``;
+receivers take unions (a node that finds itself in a sender's fail set ignores that
+JOIN: the sender forms a ring without it, and the two merge later). Consensus is
+reached when every node of ``proc - fail`` has sent a JOIN with exactly our sets.
+Nodes that do not agree within ``consensus`` ms, or that fall silent for a token,
+move to ``fail``.
+
+COMMIT: the lowest node id of ``proc - fail`` (the representative) proposes ring
+``(rep, max(seq seen by any member) + 4)``, persists that seq, and sends INSTALL
+with the member list, each member's previous ring and each member's votequorum
+NODEINFO taken from its JOIN. A member installs it only if it names the ring the
+member was in when it sent that JOIN, so a restarted node never installs a view
+that its previous incarnation agreed to.
+
+Inside a view, ordered messages (votequorum RECONFIGURE, NODEINFO) go to the
+representative, which numbers and broadcasts them; gaps are repaired by NACK, and
+the tail by the ``seqno`` in heartbeats. A view change ends the sequence: members
+of the same old ring hand each other the messages some of them missed (JOIN
+``log`` -> INSTALL ``catchup``) before the new view is installed, so survivors that
+move together delivered the same messages (virtual synchrony).
+
+Requirements (architecture section 4) and why they hold: see docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from pyquorum.config.model import TotemTiming
+from pyquorum.types import NULL_RING, RingId
+from pyquorum.wire.messages import (
+    CatchUp,
+    ClusterMessage,
+    Heartbeat,
+    Install,
+    Join,
+    Leave,
+    MemberState,
+    NodeInfo,
+    Ordered,
+    OrderedNack,
+    OrderedPayload,
+    OrderedRequest,
+)
+
+LOG_TAIL = 32
+"""How many delivered ordered messages a JOIN carries for catch-up."""
+
+
+class State(Enum):
+    """Membership state."""
+
+    OPERATIONAL = "operational"
+    GATHER = "gather"
+
+
+# ---------------------------------------------------------------- outputs
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to send to ``destinations`` (node ids)."""
+
+    message: ClusterMessage
+    destinations: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SeqPersisted:
+    """The highest ring seq seen must be made durable before what follows goes out."""
+
+    max_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class ViewInstalled:
+    """A new view: ``transitional`` are the members that come from our previous ring."""
+
+    ring: RingId
+    members: tuple[int, ...]
+    transitional: tuple[int, ...]
+    previous_ring: RingId
+    infos: tuple[NodeInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderedDelivered:
+    """An ordered message, delivered in the same order on every member of ``ring``."""
+
+    ring: RingId
+    seqno: int
+    origin: int
+    request_id: int
+    payload: OrderedPayload
+
+
+@dataclass(frozen=True, slots=True)
+class GatherEntered:
+    """We left OPERATIONAL (for the log and the quorum service's sync flag)."""
+
+    reason: str
+
+
+MembershipEvent = SeqPersisted | ViewInstalled | OrderedDelivered | GatherEntered
+
+
+@dataclass(slots=True)
+class _Pending:
+    request_id: int
+    payload: OrderedPayload
+    resend_at: int
+
+
+class Membership:
+    """One node's membership protocol instance. Drive it with ``now_ms`` that never decreases."""
+
+    def __init__(
+        self,
+        node_id: int,
+        configured: Iterable[int],
+        timing: TotemTiming,
+        stored_max_seq: int,
+        infos: Sequence[NodeInfo],
+        now_ms: int,
+    ) -> None:
+        self.node_id = node_id
+        self.configured = tuple(sorted(set(configured) | {node_id}))
+        self.timing = timing
+        self.state = State.OPERATIONAL
+        self.ring = NULL_RING
+        self.members: tuple[int, ...] = ()
+        self.max_seq = stored_max_seq + 1
+        self._infos: tuple[NodeInfo, ...] = tuple(infos)
+        self._events: list[MembershipEvent] = []
+        self._out: list[Outgoing] = []
+        self._last_heard: dict[int, int] = {}
+        self._now = now_ms
+        # gather
+        self._proc: set[int] = set()
+        self._fail: set[int] = set()
+        self._joins: dict[int, Join] = {}
+        self._consensus_at = 0
+        self._next_join_at = 0
+        self._settle_until = 0
+        self._last_install: Install | None = None
+        self._member_prev: dict[int, RingId] = {}
+        # ordered messages of the current ring
+        self._log: list[CatchUp] = []
+        self._buffer: dict[int, Ordered] = {}
+        self._sequenced: dict[tuple[int, int], Ordered] = {}
+        self._rep_seqno = 0
+        self._nack_at = 0
+        self._pending: dict[int, _Pending] = {}
+        self._next_request_id = 1
+        self._next_heartbeat_at = now_ms
+        self.stats: dict[str, int] = {"views": 0, "ignored": 0, "gathers": 0}
+        # boot: a singleton ring, as Corosync forms first
+        self._new_ring_as_rep(now_ms, {node_id: self._make_join()})
+
+    # ------------------------------------------------------------ public API
+    def next_event(self) -> MembershipEvent | None:
+        """Pop the oldest pending event."""
+        return self._events.pop(0) if self._events else None
+
+    def take_outgoing(self) -> list[Outgoing]:
+        """Take every message queued for sending."""
+        out, self._out = self._out, []
+        return out
+
+    def set_infos(self, infos: Sequence[NodeInfo]) -> None:
+        """Update the votequorum NODEINFO this node reports in its JOINs."""
+        self._infos = tuple(infos)
+
+    def get_timer(self) -> int:
+        """The earliest deadline (ms) at which ``handle_timer`` must run."""
+        deadlines = [self._next_heartbeat_at]
+        token = self.timing.token_ms
+        watched = self.members if self.state is State.OPERATIONAL else tuple(self._active())
+        for m in watched:
+            if m != self.node_id and m in self._last_heard:
+                deadlines.append(self._last_heard[m] + token + 1)
+        if self.state is State.GATHER:
+            deadlines += [self._next_join_at, self._consensus_at]
+        if self._pending:
+            deadlines.append(min(p.resend_at for p in self._pending.values()))
+        return min(deadlines)
+
+    def handle_timer(self, now_ms: int) -> None:
+        """Run every timer that is due at ``now_ms``."""
+        self._tick(now_ms)
+        if now_ms >= self._next_heartbeat_at:
+            self._send_heartbeat()
+            self._next_heartbeat_at = now_ms + self.timing.heartbeat_interval_ms
+        if self.state is State.OPERATIONAL:
+            silent = self._silent(self.members, now_ms)
+            if silent:
+                self._enter_gather(now_ms, f"no heartbeat from {_ids(silent)}", fail=silent)
+        else:
+            silent = self._silent(self._active(), now_ms)
+            changed = self._fail_nodes(silent)
+            if now_ms >= self._consensus_at:
+                laggards = {n for n in self._active() if n != self.node_id and not self._agrees(n)}
+                changed |= self._fail_nodes(laggards)
+                self._consensus_at = now_ms + self.timing.consensus_ms
+            if changed or now_ms >= self._next_join_at:
+                self._broadcast_join(now_ms)
+            self._check_consensus(now_ms)
+        for p in self._pending.values():
+            if now_ms >= p.resend_at:
+                self._send_request(p, now_ms)
+
+    def receive(self, msg: ClusterMessage, now_ms: int) -> None:
+        """Process one authenticated, decoded message from a peer."""
+        self._tick(now_ms)
+        sender = msg.sender
+        if sender == self.node_id or sender not in self.configured:
+            self.stats["ignored"] += 1
+            return
+        self._last_heard[sender] = now_ms
+        if isinstance(msg, Heartbeat):
+            self._on_heartbeat(msg, now_ms)
+        elif isinstance(msg, Join):
+            self._on_join(msg, now_ms)
+        elif isinstance(msg, Install):
+            self._on_install(msg, now_ms)
+        elif isinstance(msg, Leave):
+            self._on_leave(msg, now_ms)
+        elif isinstance(msg, OrderedRequest):
+            self._on_request(msg)
+        elif isinstance(msg, Ordered):
+            self._on_ordered(msg, now_ms)
+        elif isinstance(msg, OrderedNack):
+            self._on_nack(msg)
+
+    def submit(self, payload: OrderedPayload, now_ms: int) -> int:
+        """Ask for ``payload`` to be delivered in order to every member; returns its request id.
+
+        The request is retried until delivered, across view changes (it is re-sent
+        in the next view).
+        """
+        self._tick(now_ms)
+        rid = self._next_request_id
+        self._next_request_id += 1
+        p = _Pending(rid, payload, now_ms)
+        self._pending[rid] = p
+        if self.state is State.OPERATIONAL:
+            self._send_request(p, now_ms)
+        return rid
+
+    def leave(self, infos: Sequence[NodeInfo], now_ms: int) -> None:
+        """Clean shutdown: tell every other configured node that we leave now."""
+        self._tick(now_ms)
+        others = tuple(n for n in self.configured if n != self.node_id)
+        self._out.append(Outgoing(Leave(self.node_id, self.ring, tuple(infos)), others))
+
+    # ------------------------------------------------------------ receive handlers
+    def _on_heartbeat(self, hb: Heartbeat, now_ms: int) -> None:
+        x = hb.sender
+        if self.state is State.GATHER:
+            if x not in self._fail and x not in self._proc:
+                self._proc.add(x)
+                self._broadcast_join(now_ms)
+            return
+        if x in self.members and hb.ring == self.ring:
+            if hb.seqno > len(self._log) and x == self.ring.rep:
+                self._nack(now_ms)
+            return
+        if x in self.members and hb.ring == self._member_prev.get(x):
+            # x has not installed our ring yet (or this heartbeat is older than it)
+            if hb.state == MemberState.GATHER:
+                self._resend_install(x, hb.ring)
+            return
+        self._enter_gather(now_ms, f"node {x} is in ring {hb.ring}", extra={x})
+
+    def _on_join(self, j: Join, now_ms: int) -> None:
+        x = j.sender
+        if self.state is State.OPERATIONAL:
+            if x in self.members and j.ring == self._member_prev.get(x):
+                self._resend_install(x, j.ring)
+                return
+            self._enter_gather(now_ms, f"join from node {x}", extra={x})
+        if x in self._fail:
+            return
+        if self.node_id in j.fail:
+            # x has given up on us: it forms a ring without us, which we will merge
+            # with later; if it never agrees, the consensus timeout fails it.
+            return
+        before = (len(self._proc), len(self._fail))
+        self._proc |= set(j.proc) | {x}
+        self._fail |= set(j.fail) - {self.node_id}
+        changed = before != (len(self._proc), len(self._fail))
+        self._joins[x] = j
+        if changed:
+            self._consensus_at = now_ms + self.timing.consensus_ms
+            self._broadcast_join(now_ms)
+        self._check_consensus(now_ms)
+
+    def _on_install(self, ins: Install, now_ms: int) -> None:
+        if self.node_id not in ins.members or ins.ring <= self.ring:
+            self.stats["ignored"] += 1
+            return
+        if self.state is State.GATHER and ins.sender in self._fail:
+            self.stats["ignored"] += 1
+            return
+        idx = ins.members.index(self.node_id)
+        if idx >= len(ins.prev_rings) or ins.prev_rings[idx] != self.ring:
+            self.stats["ignored"] += 1
+            return
+        if ins.ring.seq > self.max_seq:
+            self.max_seq = ins.ring.seq
+            self._events.append(SeqPersisted(self.max_seq))
+        self._install(ins, now_ms)
+
+    def _on_leave(self, lv: Leave, now_ms: int) -> None:
+        x = lv.sender
+        if self.state is State.OPERATIONAL and x in self.members and lv.ring == self.ring:
+            self._enter_gather(now_ms, f"node {x} left", fail={x})
+        elif self.state is State.GATHER and self._fail_nodes({x}):
+            self._broadcast_join(now_ms)
+            self._check_consensus(now_ms)
+        self._last_heard.pop(x, None)
+
+    def _on_request(self, req: OrderedRequest) -> None:
+        if (
+            self.state is not State.OPERATIONAL
+            or req.ring != self.ring
+            or self.ring.rep != self.node_id
+            or req.sender not in self.members
+        ):
+            return
+        key = (req.sender, req.request_id)
+        done = self._sequenced.get(key)
+        if done is not None:
+            self._out.append(Outgoing(done, (req.sender,)))
+            return
+        self._rep_seqno += 1
+        msg = Ordered(self.node_id, self.ring, self._rep_seqno, req.sender, req.request_id,
+                      req.payload)
+        self._sequenced[key] = msg
+        self._out.append(Outgoing(msg, self._others()))
+        self._accept_ordered(msg)
+
+    def _on_ordered(self, msg: Ordered, now_ms: int) -> None:
+        if self.state is not State.OPERATIONAL or msg.ring != self.ring:
+            return
+        if msg.seqno <= len(self._log):
+            return
+        self._buffer[msg.seqno] = msg
+        self._drain_buffer()
+        if self._buffer:
+            self._nack(now_ms)
+
+    def _on_nack(self, nack: OrderedNack) -> None:
+        if nack.ring != self.ring or self.ring.rep != self.node_id:
+            return
+        for msg in sorted(self._sequenced.values(), key=lambda m: m.seqno):
+            if msg.seqno >= nack.from_seqno:
+                self._out.append(Outgoing(msg, (nack.sender,)))
+
+    # ------------------------------------------------------------ gather and commit
+    def _enter_gather(
+        self,
+        now_ms: int,
+        reason: str,
+        *,
+        fail: Iterable[int] = (),
+        extra: Iterable[int] = (),
+    ) -> None:
+        self.state = State.GATHER
+        self.stats["gathers"] += 1
+        self._proc = set(self.members) | set(extra) | {self.node_id}
+        self._fail = set(fail) - {self.node_id}
+        self._joins = {}
+        self._consensus_at = now_ms + self.timing.consensus_ms
+        # A merge waits one join interval for the other rings' nodes to show up, so
+        # nodes that boot together form one ring; a failure is handled at once.
+        self._settle_until = now_ms + (self.timing.join_ms if extra else 0)
+        self._events.append(GatherEntered(reason))
+        self._broadcast_join(now_ms)
+
+    def _make_join(self) -> Join:
+        return Join(
+            sender=self.node_id,
+            ring=self.ring,
+            max_seq=self.max_seq,
+            proc=tuple(sorted(self._proc)),
+            fail=tuple(sorted(self._fail)),
+            infos=self._infos,
+            delivered=len(self._log),
+            log=tuple(self._log[-LOG_TAIL:]),
+        )
+
+    def _broadcast_join(self, now_ms: int) -> None:
+        self._out.append(Outgoing(self._make_join(), self._others_configured()))
+        self._next_join_at = now_ms + self.timing.join_ms
+
+    def _active(self) -> list[int]:
+        return sorted(self._proc - self._fail)
+
+    def _agrees(self, node: int) -> bool:
+        j = self._joins.get(node)
+        return j is not None and set(j.proc) == self._proc and set(j.fail) == self._fail
+
+    def _fail_nodes(self, nodes: Iterable[int]) -> bool:
+        new = set(nodes) - self._fail - {self.node_id}
+        self._fail |= new
+        self._proc |= new
+        return bool(new)
+
+    def _check_consensus(self, now_ms: int) -> None:
+        if self.state is not State.GATHER:
+            return
+        active = self._active()
+        if now_ms < self._settle_until:
+            return
+        if not all(n == self.node_id or self._agrees(n) for n in active):
+            return
+        if active[0] != self.node_id:
+            return  # the representative sends INSTALL
+        joins = {n: self._joins[n] for n in active if n != self.node_id}
+        joins[self.node_id] = self._make_join()
+        self._new_ring_as_rep(now_ms, joins)
+
+    def _new_ring_as_rep(self, now_ms: int, joins: dict[int, Join]) -> None:
+        members = tuple(sorted(joins))
+        seq = max([self.max_seq] + [j.max_seq for j in joins.values()]) + 4
+        self.max_seq = seq
+        self._events.append(SeqPersisted(seq))
+        ring = RingId(self.node_id, seq)
+        ins = Install(
+            sender=self.node_id,
+            ring=ring,
+            members=members,
+            prev_rings=tuple(joins[m].ring for m in members),
+            infos=tuple(i for m in members for i in joins[m].infos),
+            catchup=_catchup(joins),
+        )
+        self._last_install = ins
+        others = tuple(m for m in members if m != self.node_id)
+        if others:
+            self._out.append(Outgoing(ins, others))
+        self._install(ins, now_ms)
+
+    def _resend_install(self, node: int, their_ring: RingId) -> None:
+        ins = self._last_install
+        if ins is None or ins.ring != self.ring or node not in ins.members:
+            return
+        if ins.prev_rings[ins.members.index(node)] == their_ring:
+            self._out.append(Outgoing(ins, (node,)))
+
+    def _install(self, ins: Install, now_ms: int) -> None:
+        previous = self.ring
+        for c in ins.catchup:
+            if c.ring == previous and c.seqno == len(self._log) + 1:
+                self._deliver(c.seqno, c.origin, 0, c.payload, previous)
+        transitional = tuple(
+            m for m, pr in zip(ins.members, ins.prev_rings, strict=False) if pr == previous
+        )
+        self.ring = ins.ring
+        self.members = ins.members
+        self._member_prev = dict(zip(ins.members, ins.prev_rings, strict=False))
+        self.state = State.OPERATIONAL
+        self._proc, self._fail, self._joins = set(), set(), {}
+        self._log, self._buffer, self._sequenced = [], {}, {}
+        self._rep_seqno = 0
+        for m in self.members:
+            if m != self.node_id:
+                self._last_heard[m] = now_ms
+        self.stats["views"] += 1
+        self._events.append(ViewInstalled(ins.ring, ins.members, transitional, previous, ins.infos))
+        self._send_heartbeat()
+        self._next_heartbeat_at = now_ms + self.timing.heartbeat_interval_ms
+        for p in self._pending.values():
+            self._send_request(p, now_ms)
+
+    # ------------------------------------------------------------ ordered messages
+    def _send_request(self, p: _Pending, now_ms: int) -> None:
+        p.resend_at = now_ms + max(self.timing.join_ms * 4, 200)
+        if self.state is not State.OPERATIONAL:
+            return
+        req = OrderedRequest(self.node_id, self.ring, p.request_id, p.payload)
+        if self.ring.rep == self.node_id:
+            self._on_request(req)
+        else:
+            self._out.append(Outgoing(req, (self.ring.rep,)))
+
+    def _accept_ordered(self, msg: Ordered) -> None:
+        self._buffer[msg.seqno] = msg
+        self._drain_buffer()
+
+    def _drain_buffer(self) -> None:
+        while (nxt := self._buffer.pop(len(self._log) + 1, None)) is not None:
+            self._deliver(nxt.seqno, nxt.origin, nxt.request_id, nxt.payload, nxt.ring)
+
+    def _deliver(
+        self, seqno: int, origin: int, request_id: int, payload: OrderedPayload, ring: RingId
+    ) -> None:
+        self._log.append(CatchUp(ring, seqno, origin, payload))
+        if origin == self.node_id and ring == self.ring:
+            self._pending.pop(request_id, None)
+        self._events.append(OrderedDelivered(ring, seqno, origin, request_id, payload))
+
+    def _nack(self, now_ms: int) -> None:
+        if now_ms < self._nack_at or self.ring.rep == self.node_id:
+            return
+        self._nack_at = now_ms + self.timing.join_ms
+        nack = OrderedNack(self.node_id, self.ring, len(self._log) + 1)
+        self._out.append(Outgoing(nack, (self.ring.rep,)))
+
+    # ------------------------------------------------------------ helpers
+    def _tick(self, now_ms: int) -> None:
+        if now_ms < self._now:
+            raise ValueError(f"now_ms went backwards: {now_ms} < {self._now}")
+        if now_ms - self._now > self.timing.token_ms // 2:
+            # We were stalled (a paused process): do not blame peers for our own
+            # silence; give every peer a fresh token from now (Corosync flushes
+            # its membership messages after a detected pause for the same reason).
+            for n in self._last_heard:
+                self._last_heard[n] = now_ms
+        self._now = now_ms
+
+    def _silent(self, nodes: Iterable[int], now_ms: int) -> set[int]:
+        token = self.timing.token_ms
+        return {
+            n for n in nodes
+            if n != self.node_id and n in self._last_heard and now_ms - self._last_heard[n] > token
+        }
+
+    def _send_heartbeat(self) -> None:
+        state = MemberState.OPERATIONAL if self.state is State.OPERATIONAL else MemberState.GATHER
+        seqno = self._rep_seqno if self.ring.rep == self.node_id else len(self._log)
+        hb = Heartbeat(self.node_id, self.ring, state, seqno)
+        self._out.append(Outgoing(hb, self._others_configured()))
+
+    def _others(self) -> tuple[int, ...]:
+        return tuple(m for m in self.members if m != self.node_id)
+
+    def _others_configured(self) -> tuple[int, ...]:
+        return tuple(n for n in self.configured if n != self.node_id)
+
+
+def _catchup(joins: dict[int, Join]) -> tuple[CatchUp, ...]:
+    """Ordered messages of each old ring that some of its members missed."""
+    out: list[CatchUp] = []
+    groups: dict[RingId, list[Join]] = {}
+    for j in joins.values():
+        groups.setdefault(j.ring, []).append(j)
+    for ring in sorted(groups):
+        js = groups[ring]
+        best = max(js, key=lambda j: (j.delivered, -j.sender))
+        lowest = min(j.delivered for j in js)
+        out.extend(c for c in best.log if c.seqno > lowest)
+    return tuple(out)
+
+
+def _ids(nodes: Iterable[int]) -> str:
+    return ",".join(str(n) for n in sorted(nodes))
