@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyquorum.config import ParsedConfig, load_config, parse_text
+from pyquorum.config import ParsedConfig, build_config, load_config, parse_text
 from pyquorum.errors import ConfigError
 
 EXAMPLE = """\
@@ -367,6 +367,7 @@ GRAMMAR_ALPHABET = st.sampled_from(
 @settings(max_examples=400, deadline=None)
 @given(st.one_of(st.text(), st.lists(GRAMMAR_ALPHABET).map("".join)), st.booleans())
 def test_garbage_raises_only_config_error(text: str, uidgid_only: bool) -> None:
+    """Whatever the text, parse_text and build_config raise nothing but ConfigError."""
     try:
         parsed = parse_text(text, "fuzz.conf", uidgid_only=uidgid_only)
     except ConfigError as err:
@@ -375,6 +376,10 @@ def test_garbage_raises_only_config_error(text: str, uidgid_only: bool) -> None:
     else:
         for key, _, line in parsed.keys:
             assert key and line >= 1
+        try:
+            build_config(parsed)
+        except ConfigError as err:
+            assert err.file == "fuzz.conf"
 
 
 # ---------------------------------------------------------------- load_config

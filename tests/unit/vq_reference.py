@@ -228,8 +228,9 @@ class RefNode:
             assert votes == 0, "the reference has no quorum device"
             return
         before = self.table.get(nodeid)
-        snapshot = None if before is None else (before.state, before.votes, before.expected,
-                                                before.flags)
+        snapshot = (
+            None if before is None else (before.state, before.votes, before.expected, before.flags)
+        )
         entry = before if before is not None else Entry(DEAD, 0, 0, 0)
         self.table[nodeid] = entry
         entry.flags, entry.votes = flags, votes
@@ -247,7 +248,8 @@ class RefNode:
         changed = snapshot != (entry.state, entry.votes, entry.expected, entry.flags)
         if before is None or nodeid == self.me or flags & FIRST or changed:
             self.recalc(allow_decrease, by_node)
-        if self.wfa and remote_quorate and not flags & WFASTATUS:
+        # X's flags as stored *now*: for our own entry the recalc above rewrote them
+        if self.wfa and entry.flags & QUORATE and not entry.flags & WFASTATUS:
             self.waiting = False
             self.set_flag(WFASTATUS, False)
 

@@ -169,6 +169,7 @@ class Membership:
         self._consensus_at = 0
         self._next_join_at = 0
         self._settle_until = 0
+        self._gather_start = 0
         self._last_install: Install | None = None
         self._member_prev: dict[int, RingId] = {}
         # ordered messages of the current ring
@@ -204,8 +205,8 @@ class Membership:
         token = self.timing.token_ms
         watched = self.members if self.state is State.OPERATIONAL else tuple(self._active())
         for m in watched:
-            if m != self.node_id and m in self._last_heard:
-                deadlines.append(self._last_heard[m] + token + 1)
+            if m != self.node_id and (h := self._heard(m)) is not None:
+                deadlines.append(h + token + 1)
         if self.state is State.GATHER:
             deadlines += [self._next_join_at, self._consensus_at]
         if self._pending:
@@ -402,6 +403,7 @@ class Membership:
         # A merge waits one join interval for the other rings' nodes to show up, so
         # nodes that boot together form one ring; a failure is handled at once.
         self._settle_until = now_ms + (self.timing.join_ms if extra else 0)
+        self._gather_start = now_ms
         self._events.append(GatherEntered(reason))
         self._broadcast_join(now_ms)
 
@@ -546,11 +548,19 @@ class Membership:
                 self._last_heard[n] = now_ms
         self._now = now_ms
 
+    def _heard(self, node: int) -> int | None:
+        """When ``node`` was last heard; in GATHER, not before the gather began (a node
+        we had not heard for a while before it, e.g. across a partition, gets a token)."""
+        last = self._last_heard.get(node)
+        if self.state is State.GATHER:
+            return max(last if last is not None else 0, self._gather_start)
+        return last
+
     def _silent(self, nodes: Iterable[int], now_ms: int) -> set[int]:
         token = self.timing.token_ms
         return {
             n for n in nodes
-            if n != self.node_id and n in self._last_heard and now_ms - self._last_heard[n] > token
+            if n != self.node_id and (h := self._heard(n)) is not None and now_ms - h > token
         }
 
     def _send_heartbeat(self) -> None:

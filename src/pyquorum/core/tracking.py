@@ -99,7 +99,7 @@ class QuorumService:
         trans = set(transitional)
         new = set(self.sync_members)
         left = (old - trans) | ((old & trans) - new)
-        joined = (new - old) | (old & left)
+        joined = (new - old) | (new & old & left)  # a quick restart is in both lists
         note = NodelistNotification(
             self.sync_ring, self.sync_members, tuple(sorted(joined)), tuple(sorted(left))
         )

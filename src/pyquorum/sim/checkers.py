@@ -41,6 +41,8 @@ class SafetyChecker:
     last_seq: dict[int, int] = field(default_factory=dict)
     runtime_changes: bool = False
     """Set when a scenario changes expected votes or votes (R7 then allows more)."""
+    _votes: dict[int, int] = field(init=False)
+    _total: int = field(init=False)
 
     def __post_init__(self) -> None:
         self._votes = {n.nodeid: n.quorum_votes for n in self.config.nodes}

@@ -65,6 +65,7 @@ class SimClient:
         self._init = {}
         self._buffer = []
         self._initialized = False
+        self.quorum_events = []
         engine.connection_opened(conn)
         engine.handle_command(conn, QuorumGetType(QUORUM_MODEL_V1), t_ms)
         engine.handle_command(conn, QuorumGetQuorate(), t_ms)

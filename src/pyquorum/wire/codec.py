@@ -94,7 +94,7 @@ class MalformedReason(Enum):
     TRAILING_BYTES = "trailing bytes"
     TOO_MANY_ITEMS = "too many items"
     BAD_STRING = "bad string"
-    BAD_VALUE = "bad value"
+    BAD_VALUE = "bad value"  # a message constructor refused the decoded values
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +375,8 @@ class _Compiler:
             if cls is RingId:
                 shapes: list[tuple[str, _Shape]] = [("rep", _Int("u32")), ("seq", _Int("u64"))]
             else:
-                assert is_dataclass(cls), cls
+                if not is_dataclass(cls):
+                    raise TypeError(f"wire: cannot encode {cls!r}")
                 hints = typing.get_type_hints(cls, include_extras=True)
                 shapes = [(f.name, self.shape(hints[f.name])) for f in fields(cls)]
             self.records[cls] = _Record(cls, shapes)
@@ -385,16 +386,23 @@ class _Compiler:
         origin = typing.get_origin(hint)
         if origin is typing.Annotated:
             marker = hint.__metadata__[0]
-            return _Str() if marker == "str" else _Int(marker)
+            if marker == "str":
+                return _Str()
+            if marker not in _INT_FORMATS:
+                raise TypeError(f"wire: unknown width marker {marker!r}")
+            return _Int(marker)
         if origin is tuple:
-            item_type, ellipsis = typing.get_args(hint)
-            assert ellipsis is Ellipsis, hint
+            item_type, *rest = typing.get_args(hint)
+            if rest != [Ellipsis]:
+                raise TypeError(f"wire: only tuple[T, ...] is supported, not {hint!r}")
             wide = item_type in _WIDE_ITEM_TYPES
             return _Tuple(self.shape(item_type), MAX_WIDE_ITEMS if wide else MAX_ITEMS)
         if origin in (typing.Union, types.UnionType):
-            assert set(typing.get_args(hint)) == set(PAYLOAD_TAGS), hint
+            if set(typing.get_args(hint)) != set(PAYLOAD_TAGS):
+                raise TypeError(f"wire: the only union is OrderedPayload, not {hint!r}")
             return self.payload_shape()
-        assert isinstance(hint, type), hint
+        if not isinstance(hint, type):
+            raise TypeError(f"wire: cannot encode {hint!r}")
         return self.record(hint)
 
     def payload_shape(self) -> _Payload:

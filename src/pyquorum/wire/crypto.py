@@ -236,13 +236,15 @@ class SecureChannel:
 
     def _open(self, datagram: bytes) -> Opened | Rejected:
         size = len(datagram)
-        if size < HEADER_SIZE + self._tag_size:
-            return Rejected(RejectReason.TRUNCATED, f"{size} bytes")
+        if size < HEADER_SIZE:
+            return Rejected(RejectReason.TRUNCATED, f"{size} bytes, no header")
         version, mode, sender, incarnation, boot_nonce, counter = _HEADER.unpack_from(datagram)
         if version != FORMAT_VERSION:
             return Rejected(RejectReason.BAD_VERSION, f"format version {version}")
         if mode != self._mode:
             return Rejected(RejectReason.BAD_MODE, f"mode {mode:#04x}, ours {self._mode:#04x}")
+        if size < HEADER_SIZE + self._tag_size:
+            return Rejected(RejectReason.TRUNCATED, f"{size} bytes, no room for the tag")
         if sender == self.node_id:
             return Rejected(RejectReason.SELF, f"claims to be from us ({sender})")
         if self._allowed is not None and sender not in self._allowed:
