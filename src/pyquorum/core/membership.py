@@ -406,6 +406,7 @@ class Membership:
         self._gather_start = now_ms
         self._events.append(GatherEntered(reason))
         self._broadcast_join(now_ms)
+        self._check_consensus(now_ms)  # alone in proc - fail: install at once
 
     def _make_join(self) -> Join:
         return Join(
