@@ -14,11 +14,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from conftest import SCENARIOS
 
 from pyquorum.sim.scenario import run_script
 from pyquorum.sim.traces import write_traces
-
-from conftest import SCENARIOS
 
 TRACES = [
     "a_start3",

@@ -839,9 +839,9 @@ class Features:
 
 
 @st.composite
-def features(draw: st.DrawFn, plain: bool = False) -> Features:
+def features(draw: st.DrawFn, plain: bool = False, lms: bool | None = None) -> Features:
     n = draw(st.integers(1, 6))
-    heavy = draw(st.integers(0, 2)) == 0
+    heavy = lms is None and draw(st.integers(0, 2)) == 0
     votes = tuple(draw(st.integers(1, 3)) if heavy else 1 for _ in range(n))
     expected = draw(st.sampled_from([0, 0, 0, sum(votes), sum(votes) + 2, max(1, n - 1)]))
     if plain:
@@ -858,7 +858,7 @@ def features(draw: st.DrawFn, plain: bool = False) -> Features:
         expected_votes=expected,
         two_node=draw(st.booleans()),
         wait_for_all=draw(st.sampled_from([None, True, False])),
-        lms=draw(st.booleans()),
+        lms=draw(st.booleans()) if lms is None else lms,
         atb=atb,
         allow_downscale=draw(st.booleans()),
         evt=draw(st.booleans()),
@@ -1102,6 +1102,13 @@ def test_matches_reference_plain(data: st.DataObject) -> None:
 @given(data=st.data())
 def test_matches_reference_all_features(data: st.DataObject) -> None:
     f = data.draw(features())
+    run_against_reference(f, data.draw(operations(len(f.votes))))
+
+
+@_HYP
+@given(data=st.data())
+def test_matches_reference_last_man_standing(data: st.DataObject) -> None:
+    f = data.draw(features(lms=True))
     run_against_reference(f, data.draw(operations(len(f.votes))))
 
 

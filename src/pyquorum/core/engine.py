@@ -245,10 +245,10 @@ class NodeEngine:
     def handle_command(self, conn: int, command: Command, now_ms: int) -> None:
         """A client request; the answer comes out as a ``Replied`` event."""
         self._tick(now_ms)
-        if isinstance(command, QuorumGetQuorate | QuorumTrackStart | QuorumTrackStop):
-            if self.membership.state is mb.State.GATHER:
-                self._waiting.append((conn, command))  # requests wait during sync
-                return
+        if (isinstance(command, QuorumGetQuorate | QuorumTrackStart | QuorumTrackStop)
+                and self.membership.state is mb.State.GATHER):
+            self._waiting.append((conn, command))  # quorum requests wait during sync
+            return
         self._execute(conn, command, now_ms)
         self._pump()
 

@@ -81,7 +81,9 @@ class SafetyChecker:
         """The plain-majority reference is valid for this run."""
         return plain_majority_applies(self.config) and not self.runtime_changes
 
-    def check_split_brain(self, t_ms: int, views: dict[int, tuple[RingId, tuple[int, ...]]]) -> None:
+    def check_split_brain(
+        self, t_ms: int, views: dict[int, tuple[RingId, tuple[int, ...]]]
+    ) -> None:
         """R7: no two quorate views with disjoint members (where the config forbids it)."""
         if not self.reference_applies():
             return

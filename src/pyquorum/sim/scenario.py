@@ -70,7 +70,7 @@ def cluster_config(words: list[str], lineno: int = 0) -> ClusterConfig:
         nxt = words[i + 1] if i + 1 < len(words) else None
         if w in ("two_node", "wait_for_all", "last_man_standing", "allow_downscale",
                  "expected_votes_tracking"):
-            q = replace(q, **{w: True})
+            q = _set_flag(q, w)
         elif w == "no_wait_for_all":
             q = replace(q, wait_for_all=False)
         elif w == "auto_tie_breaker":
@@ -104,6 +104,18 @@ def cluster_config(words: list[str], lineno: int = 0) -> ClusterConfig:
         NodeConfig(k, f"node{k}", (f"127.0.0.{k}",), votes.get(k, 1)) for k in range(1, n + 1)
     )
     return ClusterConfig(totem=totem, nodes=nodes, quorum=q, source="<scenario>")
+
+
+def _set_flag(q: QuorumConfig, name: str) -> QuorumConfig:
+    if name == "two_node":
+        return replace(q, two_node=True)
+    if name == "wait_for_all":
+        return replace(q, wait_for_all=True)
+    if name == "last_man_standing":
+        return replace(q, last_man_standing=True)
+    if name == "allow_downscale":
+        return replace(q, allow_downscale=True)
+    return replace(q, expected_votes_tracking=True)
 
 
 def _nodes(text: str, sim: Simulator | None, lineno: int) -> list[int]:
@@ -150,7 +162,7 @@ def _run_line(sim: Simulator, result: ScenarioResult, cmd: str, args: list[str],
 
     if cmd == "clients":
         sim.driver("clients")
-        for n, node in sorted(sim.nodes.items()):
+        for node in sim.nodes.values():
             if node.engine is None:
                 node.client.connect_failed(sim.now_ms)
     elif cmd in ("up", "start"):

@@ -10,6 +10,7 @@ client saw each quorum change of its node, in order.
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 
@@ -60,7 +61,7 @@ def run_seed(seed: int, opts: SwarmOptions) -> RunResult:
     res = RunResult(seed)
     ids = sorted(sim.nodes)
     for n in ids:
-        sim.schedule(rng.randint(0, 300), lambda n=n: sim.start(n))
+        sim.schedule(rng.randint(0, 300), functools.partial(sim.start, n))
     sim.run_for(400)
     for _ in range(opts.steps):
         sim.run_for(rng.randint(0, 2 * timing.token_ms))

@@ -23,8 +23,8 @@ from pyquorum.core.engine import (
     QuorumChanged,
     Replied,
     StoredState,
-    VqSetExpected,
     ViewInstalled,
+    VqSetExpected,
 )
 from pyquorum.sim.checkers import SafetyChecker
 from pyquorum.sim.client import SimClient

@@ -95,7 +95,12 @@ class QdeviceRename:
 
 OrderedPayload = NodeInfo | Reconfigure | QdeviceReg | QdeviceRename
 
-PAYLOAD_TAGS: Final[dict[type, int]] = {NodeInfo: 0, Reconfigure: 1, QdeviceReg: 2, QdeviceRename: 3}
+PAYLOAD_TAGS: Final[dict[type, int]] = {
+    NodeInfo: 0,
+    Reconfigure: 1,
+    QdeviceReg: 2,
+    QdeviceRename: 3,
+}
 
 
 # ---------------------------------------------------------------- membership messages
@@ -165,7 +170,7 @@ class CatchUp:
 
 @dataclass(frozen=True, slots=True)
 class Leave:
-    """A clean shutdown: the sender leaves ``ring`` now (``infos``: its LEAVING NODEINFO, if any)."""
+    """A clean shutdown: the sender leaves ``ring`` now (``infos``: its LEAVING NODEINFO)."""
 
     sender: U32
     ring: RingId
