@@ -45,7 +45,7 @@ from pyquorum.errors import CsErr, CsError
 from pyquorum.types import RingId
 from pyquorum.wire.codec import Malformed, decode, encode
 from pyquorum.wire.crypto import Opened, SecureChannel
-from pyquorum.wire.messages import NodeInfo, Reconfigure, ReconfigureParam
+from pyquorum.wire.messages import NodeFlag, NodeInfo, Reconfigure, ReconfigureParam
 
 VOTEQUORUM = "corosync_votequorum"
 
@@ -352,8 +352,14 @@ class NodeEngine:
         if self.vq is not None:
             self._in_sync = True
             self.vq.sync_init(ev.transitional, ev.members, ev.ring, self._now)
+            sender = 0
             for info in ev.infos:
-                self.vq.deliver_nodeinfo(info, self._now)
+                # each member's NODEINFO is followed by its qdevice's (nodeid 0)
+                sender = info.nodeid or sender
+                if len(ev.members) > 1 and info.flags & NodeFlag.FIRST:
+                    # Corosync sends NODEINFO after sync_init cleared FIRST
+                    info = replace(info, flags=info.flags & ~NodeFlag.FIRST)
+                self.vq.deliver_nodeinfo(info, self._now, sender=sender)
             self.vq.sync_activate(self._now)
             self._drain_vq()
             self._in_sync = False
@@ -382,7 +388,7 @@ class NodeEngine:
         if isinstance(ev.payload, Reconfigure):
             self.vq.deliver_reconfigure(ev.payload, self._now)
         elif isinstance(ev.payload, NodeInfo):
-            self.vq.deliver_nodeinfo(ev.payload, self._now)
+            self.vq.deliver_nodeinfo(ev.payload, self._now, sender=ev.origin)
         self._drain_vq()
         if ev.origin == self.node_id:
             pending = self._vq_requests.pop(ev.request_id, None)
@@ -444,9 +450,9 @@ class NodeEngine:
             err = vq.check_setexpected(cmd.expected_votes)
             payload = Reconfigure(self.node_id, cmd.expected_votes, ReconfigureParam.EXPECTED_VOTES)
         elif isinstance(cmd, VqSetVotes):
-            target = cmd.nodeid or self.node_id
-            err = vq.check_setvotes(target, cmd.votes)
-            payload = Reconfigure(target, cmd.votes, ReconfigureParam.NODE_VOTES)
+            # nodeid 0 is the qdevice entry server-side (quorumtool defaults to the local id)
+            err = vq.check_setvotes(cmd.nodeid, cmd.votes)
+            payload = Reconfigure(cmd.nodeid, cmd.votes, ReconfigureParam.NODE_VOTES)
         else:
             err = CsErr.CS_OK
             payload = Reconfigure(self.node_id, 0, ReconfigureParam.CANCEL_WFA)
