@@ -122,7 +122,7 @@ def test_unicode_and_longest_strings_round_trip() -> None:
 
 def test_wide_tuples_allow_1024_items() -> None:
     info = NodeInfo(1, 1, 3, 0)
-    catchup = CatchUp(RingId(1, 4), 1, 2, info)
+    catchup = CatchUp(RingId(1, 4), 1, 2, 7, info)
     _round_trip(Install(1, RingId(1, 8), (), (), (info,) * MAX_WIDE_ITEMS, ()))
     _round_trip(Install(1, RingId(1, 8), (), (), (), (catchup,) * MAX_WIDE_ITEMS))
     with pytest.raises(EncodeError):
@@ -176,7 +176,7 @@ def test_encode_rejects_non_messages_and_oversized_messages() -> None:
     with pytest.raises(EncodeError):
         encode(RingId(1, 2))  # type: ignore[arg-type]
     long = QdeviceRename("x" * MAX_STR_BYTES, "y" * MAX_STR_BYTES)
-    catchup = CatchUp(RingId(1, 1), 1, 1, long)
+    catchup = CatchUp(RingId(1, 1), 1, 1, 1, long)
     with pytest.raises(EncodeError, match="bytes >"):
         encode(Install(1, RingId(1, 1), (), (), (), (catchup,) * 40))
 

@@ -45,15 +45,18 @@ from pyquorum.errors import CsErr
 from pyquorum.sim.scenario import cluster_config
 from pyquorum.sim.world import SimNode, Simulator
 from pyquorum.types import RingId
-from pyquorum.wire.codec import encode
-from pyquorum.wire.crypto import HEADER_SIZE, SecureChannel
+from pyquorum.wire.codec import decode, encode
+from pyquorum.wire.crypto import HEADER_SIZE, Opened, SecureChannel
 from pyquorum.wire.messages import (
+    CatchUp,
     ClusterMessage,
     Heartbeat,
     Install,
     Join,
     Leave,
     MemberState,
+    NodeInfo,
+    OrderedRequest,
     Reconfigure,
     ReconfigureParam,
 )
@@ -391,8 +394,8 @@ def test_getquorate_during_gather_is_answered_after_the_next_view() -> None:
     mark = len(sim.log)
     sim.command(1, CONN, QuorumGetQuorate())
     assert sim.replies(1, CONN) == []
-    sim.command(1, CONN, QuorumGetType(QUORUM_MODEL_V1))  # not held: answered at once
-    assert [r.command for r in sim.replies(1, CONN)] == [QuorumGetType(QUORUM_MODEL_V1)]
+    sim.command(1, CONN, VqGetInfo(0))  # votequorum is served during sync
+    assert [r.command for r in sim.replies(1, CONN)] == [VqGetInfo(0)]
     assert sim.run_until_true(lambda: len(sim.replies(1, CONN)) == 2, 20_000)
     later = [ev for n, ev in sim.log[mark:] if n == 1]
     view_at = next(i for i, ev in enumerate(later) if isinstance(ev, ViewInstalled))
@@ -558,3 +561,89 @@ def test_membership_message_from_unconfigured_node_is_ignored(kind: str) -> None
     else:  # node 2 left: gather, then a singleton view at once
         assert e1.membership.stats["gathers"] == stats["gathers"] + 1
         assert e1.members == (1,) and e1.ring > ring
+
+
+# ====================================================================== catch-up at a view change
+R9 = RingId(1, 9)
+R13 = RingId(1, 0xD)
+
+
+def engine_2_in_ring_1_9(config: Any, infos: tuple[NodeInfo, ...]) -> tuple[NodeEngine,
+                                                                             SecureChannel]:
+    """Engine 2 installed in ring 1.9 = [1, 2] by a (simulated) representative node 1."""
+    e2 = fresh_engine(2, config=config)
+    drain(e2)
+    e2.datagrams_to_send(0)
+    ch1 = peer_channel(1)
+    install = Install(1, R9, (1, 2), (RingId(1, 5), RingId(2, 5)), infos, ())
+    e2.receive_datagram(ch1.seal(encode(install)), 1, 1)
+    assert (e2.ring, e2.members) == (R9, (1, 2))
+    drain(e2)
+    e2.datagrams_to_send(1)
+    e2.connection_opened(CONN)
+    return e2, ch1
+
+
+def sent_messages(engine: NodeEngine, now_ms: int, observer: SecureChannel) -> list[object]:
+    """Decode what ``engine`` sends (each distinct datagram once)."""
+    out: list[object] = []
+    seen: set[bytes] = set()
+    for data, _ in engine.datagrams_to_send(now_ms):
+        if data in seen:
+            continue
+        seen.add(data)
+        opened = observer.open(data)
+        assert isinstance(opened, Opened)
+        out.append(decode(opened.plaintext))
+    return out
+
+
+def test_catchup_install_delivers_missed_ordered_message() -> None:
+    """Control for the two catch-up regressions below: a RECONFIGURE node 2 missed in ring 1.9
+    reaches it through the INSTALL of ring 1.d and is applied."""
+    infos = (NodeInfo(1, 1, 3, 0), NodeInfo(2, 1, 3, 0))
+    e2, ch1 = engine_2_in_ring_1_9(CONFIG, infos)
+    catchup = (CatchUp(R9, 1, 1, 0, Reconfigure(1, 2, ReconfigureParam.EXPECTED_VOTES)),)
+    e2.receive_datagram(ch1.seal(encode(Install(1, R13, (1, 2), (R9, R9), infos, catchup))),
+                        1, 3)
+    assert e2.ring == R13
+    assert e2.vq is not None and e2.vq.expected_votes == 2
+
+
+def test_own_request_delivered_by_catchup_is_acknowledged_and_not_resent() -> None:
+    infos = (NodeInfo(1, 1, 3, 0), NodeInfo(2, 1, 3, 0))
+    e2, ch1 = engine_2_in_ring_1_9(CONFIG, infos)
+    e2.handle_command(CONN, VqSetExpected(2), 2)
+    assert drain(e2) == []
+    request = Reconfigure(2, 2, ReconfigureParam.EXPECTED_VOTES)
+    assert [m for m in sent_messages(e2, 2, ch1) if isinstance(m, OrderedRequest)] == [
+        OrderedRequest(2, R9, 1, request)]
+    # Node 1 sequenced it as message 1 of ring 1.9, but its broadcast to node 2 was lost;
+    # the next INSTALL hands it to node 2 as catch-up.
+    catchup = (CatchUp(R9, 1, 2, 1, request),)
+    e2.receive_datagram(ch1.seal(encode(Install(1, R13, (1, 2), (R9, R9), infos, catchup))),
+                        1, 3)
+    assert e2.vq is not None and e2.vq.expected_votes == 2  # applied once, here
+    replies = [ev for ev in drain(e2) if isinstance(ev, Replied)]
+    resent = [m for m in sent_messages(e2, 3, ch1) if isinstance(m, OrderedRequest)]
+    assert replies == [Replied(CONN, VqSetExpected(2), CsErr.CS_OK)]
+    assert resent == []  # re-sending would apply the same RECONFIGURE a second time
+
+
+def test_catchup_quorum_flip_is_not_reported_in_the_new_ring_before_its_nodelist() -> None:
+    config = cluster_config(["4"])  # [1, 2] of 4: inquorate until expected votes drop to 2
+    infos = (NodeInfo(1, 1, 4, 0), NodeInfo(2, 1, 4, 0))
+    e2, ch1 = engine_2_in_ring_1_9(config, infos)
+    assert not e2.quorate
+    e2.handle_command(CONN, QuorumGetType(QUORUM_MODEL_V1), 2)
+    e2.handle_command(CONN, QuorumTrackStart(CS_TRACK_CHANGES), 2)
+    drain(e2)
+    catchup = (CatchUp(R9, 1, 1, 0, Reconfigure(1, 2, ReconfigureParam.EXPECTED_VOTES)),)
+    e2.receive_datagram(ch1.seal(encode(Install(1, R13, (1, 2), (R9, R9), infos, catchup))),
+                        1, 3)
+    assert e2.quorate
+    notes = [ev.notification for ev in drain(e2) if isinstance(ev, Notified)]
+    in_new_ring = [n for n in notes if n.ring == R13]
+    assert isinstance(in_new_ring[0], NodelistNotification)
+    first_nodelist = next(i for i, n in enumerate(notes) if isinstance(n, NodelistNotification))
+    assert all(n.ring == R9 for n in notes[:first_nodelist])

@@ -209,6 +209,9 @@ class NodeEngine:
         self._waiting: list[tuple[int, Command]] = []
         self._vq_requests: dict[int, tuple[int, Command]] = {}
         self._members: tuple[int, ...] = ()
+        self._view_ring = RingId(0, 0)
+        """The view clients were last told about: ordered messages of an old ring that
+        are caught up at a view change still belong to the old view."""
         self._in_sync = False
         self.ready = False
         """True once the first view is installed: clients are admitted from then on."""
@@ -245,7 +248,8 @@ class NodeEngine:
     def handle_command(self, conn: int, command: Command, now_ms: int) -> None:
         """A client request; the answer comes out as a ``Replied`` event."""
         self._tick(now_ms)
-        if (isinstance(command, QuorumGetQuorate | QuorumTrackStart | QuorumTrackStop)
+        if (isinstance(command, QuorumGetType | QuorumGetQuorate | QuorumTrackStart
+                       | QuorumTrackStop)
                 and self.membership.state is mb.State.GATHER):
             self._waiting.append((conn, command))  # quorum requests wait during sync
             return
@@ -344,6 +348,7 @@ class NodeEngine:
                 self.stats["sent"] += 1
 
     def _on_view(self, ev: mb.ViewInstalled) -> None:
+        self._view_ring = ev.ring
         self._members = ev.members
         self.quorum.sync_started(ev.ring, ev.members)
         self.quorum.nodelist_activated(ev.transitional)
@@ -380,7 +385,8 @@ class NodeEngine:
                 "services.")
         self._events.append(LogRecord("notice", "QUORUM", text))
         if not in_view:  # a view change reports quorate in its ViewInstalled
-            self._events.append(QuorumChanged(self.quorum.quorate, self.ring, self._members))
+            self._events.append(
+                QuorumChanged(self.quorum.quorate, self._view_ring, self._members))
 
     def _on_ordered(self, ev: mb.OrderedDelivered) -> None:
         if self.vq is None:
@@ -401,7 +407,7 @@ class NodeEngine:
         while (vev := self.vq.next_event()) is not None:
             if isinstance(vev, QuorumNotified):
                 before = self.quorum.quorate
-                self.quorum.quorum_changed(vev.quorate, self.ring, self._members)
+                self.quorum.quorum_changed(vev.quorate, self._view_ring, self._members)
                 self._flush_notifications()
                 if before != vev.quorate and not self._in_sync and self.ready:
                     self._log_primary(in_view=False)

@@ -482,7 +482,7 @@ class Membership:
         previous = self.ring
         for c in ins.catchup:
             if c.ring == previous and c.seqno == len(self._log) + 1:
-                self._deliver(c.seqno, c.origin, 0, c.payload, previous)
+                self._deliver(c.seqno, c.origin, c.request_id, c.payload, previous)
         transitional = tuple(
             m for m, pr in zip(ins.members, ins.prev_rings, strict=False) if pr == previous
         )
@@ -525,7 +525,7 @@ class Membership:
     def _deliver(
         self, seqno: int, origin: int, request_id: int, payload: OrderedPayload, ring: RingId
     ) -> None:
-        self._log.append(CatchUp(ring, seqno, origin, payload))
+        self._log.append(CatchUp(ring, seqno, origin, request_id, payload))
         if origin == self.node_id and ring == self.ring:
             self._pending.pop(request_id, None)
         self._events.append(OrderedDelivered(ring, seqno, origin, request_id, payload))

@@ -165,6 +165,7 @@ class CatchUp:
     ring: RingId
     seqno: U32
     origin: U32
+    request_id: U32
     payload: OrderedPayload
 
 
