@@ -22,7 +22,6 @@ tracker. Quorum requests from clients wait while membership is in GATHER.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from pyquorum.config.model import ClusterConfig
@@ -472,7 +471,3 @@ class NodeEngine:
                ) -> None:
         self._events.append(Replied(conn, cmd, err, value))
 
-
-def members_of(infos: Sequence[NodeInfo]) -> tuple[int, ...]:
-    """Node ids of real nodes (not the qdevice pseudo-node) in ``infos``."""
-    return tuple(sorted({i.nodeid for i in infos if i.nodeid}))
