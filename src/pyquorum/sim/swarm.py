@@ -107,33 +107,28 @@ def _random_action(sim: Simulator, rng: random.Random, ids: list[int]) -> str:
     if paused:
         choices += ["resume", "resume"]
     what = rng.choice(choices)
-    if what == "kill":
-        n = rng.choice(up)
-        sim.kill(n)
-    elif what == "stop":
-        n = rng.choice(up)
-        sim.stop(n)
-    elif what == "pause":
-        n = rng.choice(up)
-        sim.pause(n)
-    elif what == "start":
-        n = rng.choice(down)
-        sim.start(n)
-    elif what == "resume":
-        n = rng.choice(paused)
-        sim.resume(n)
-    elif what == "split":
+    node_actions = {
+        "kill": (up, sim.kill),
+        "stop": (up, sim.stop),
+        "pause": (up, sim.pause),
+        "start": (down, sim.start),
+        "resume": (paused, sim.resume),
+    }
+    if what in node_actions:
+        pool, act = node_actions[what]
+        n = rng.choice(pool)
+        act(n)
+        return f"{what} {n}"
+    if what == "split":
         shuffled = ids[:]
         rng.shuffle(shuffled)
         cut = rng.randint(1, len(ids) - 1)
         groups = [sorted(shuffled[:cut]), sorted(shuffled[cut:])]
         sim.network.split(groups, ids)
         return f"split {groups}"
-    elif what == "block":
+    if what == "block":
         a, b = rng.sample(ids, 2)
         sim.network.block(a, b)
         return f"block {a}->{b}"
-    else:
-        sim.network.heal()
-        return "heal"
-    return f"{what} {n}"
+    sim.network.heal()
+    return "heal"
