@@ -69,6 +69,7 @@ _INT_KEYS: Mapping[str, tuple[int, int]] = MappingProxyType(
         "quorum.device.master_wins": U8,
         "nodelist.node.*.nodeid": U32,
         "nodelist.node.*.quorum_votes": U32,
+        "nodelist.node.*.port": (1, 65535),
         **{f"totem.interface.*.{k}": U32 for k in _KNET_U32},
         "totem.interface.*.ttl": U8,
         "totem.interface.*.knet_link_priority": U8,
@@ -260,6 +261,7 @@ def _build_nodes(parsed: ParsedConfig, keys: _Keys) -> tuple[NodeConfig, ...]:
                 name=keys.opt_text(f"{section}.name"),
                 ring_addrs=tuple(a for a in addrs if a is not None),
                 quorum_votes=keys.int(f"{section}.quorum_votes", 1),
+                port=keys.opt_int(f"{section}.port"),
             )
         )
     return tuple(nodes)

@@ -89,6 +89,9 @@ class NodeConfig:
     ring_addrs: tuple[str, ...] = ()
     """ring0_addr, ring1_addr, ... in link order (missing links are skipped)."""
     quorum_votes: int = 1
+    port: int | None = None
+    """pyquorum key ``port``: this node's UDP port (None: ``totem.interface.0.mcastport``,
+    default 5405).  Lets several nodes share one address, as ``pyquorum-lab`` does."""
 
 
 @dataclass(frozen=True, slots=True)

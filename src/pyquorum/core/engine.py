@@ -30,6 +30,8 @@ from pyquorum.core.tracking import (
     NodelistNotification,
     QuorumNotification,
     QuorumService,
+    VoteQuorumTracking,
+    VqServiceNotification,
 )
 from pyquorum.core.votequorum import (
     BarrierPersisted,
@@ -111,9 +113,22 @@ class VqCancelWaitForAll:
     """quorum.cancel_wait_for_all: clear WFA on every node."""
 
 
+@dataclass(frozen=True, slots=True)
+class VqTrackStart:
+    """votequorum_trackstart: ``context`` is echoed in every event to this connection."""
+
+    context: int
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class VqTrackStop:
+    """votequorum_trackstop."""
+
+
 Command = (
     QuorumGetType | QuorumGetQuorate | QuorumTrackStart | QuorumTrackStop
-    | VqGetInfo | VqSetExpected | VqSetVotes | VqCancelWaitForAll
+    | VqGetInfo | VqSetExpected | VqSetVotes | VqCancelWaitForAll | VqTrackStart | VqTrackStop
 )
 
 
@@ -160,7 +175,7 @@ class Notified:
     """A callback for one client connection."""
 
     conn: int
-    notification: QuorumNotification | NodelistNotification
+    notification: QuorumNotification | NodelistNotification | VqServiceNotification
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +220,7 @@ class NodeEngine:
         if config.quorum.provider == VOTEQUORUM:
             self.vq = VoteQuorum(config, node_id, stored_state.ev_barrier, now_ms)
         self.quorum = QuorumService(provider=self.vq is not None)
+        self.vq_tracking = VoteQuorumTracking()
         self._waiting: list[tuple[int, Command]] = []
         self._vq_requests: dict[int, tuple[int, Command]] = {}
         self._members: tuple[int, ...] = ()
@@ -258,6 +274,7 @@ class NodeEngine:
     def connection_closed(self, conn: int) -> None:
         """A client went away."""
         self.quorum.disconnect(conn)
+        self.vq_tracking.disconnect(conn)
         self._waiting = [(c, cmd) for c, cmd in self._waiting if c != conn]
 
     def connection_opened(self, conn: int) -> None:
@@ -356,6 +373,7 @@ class NodeEngine:
         if self.vq is not None:
             self._in_sync = True
             self.vq.sync_init(ev.transitional, ev.members, ev.ring, self._now)
+            self.vq_tracking.nodelist(ev.ring, ev.members)
             sender = 0
             for info in ev.infos:
                 # each member's NODEINFO is followed by its qdevice's (nodeid 0)
@@ -407,6 +425,7 @@ class NodeEngine:
             if isinstance(vev, QuorumNotified):
                 before = self.quorum.quorate
                 self.quorum.quorum_changed(vev.quorate, self._view_ring, self._members)
+                self.vq_tracking.quorum(vev.quorate, vev.nodes)
                 self._flush_notifications()
                 if before != vev.quorate and not self._in_sync and self.ready:
                     self._log_primary(in_view=False)
@@ -418,11 +437,14 @@ class NodeEngine:
             elif isinstance(vev, Logged):
                 self._events.append(LogRecord(vev.level, "VOTEQ", vev.message))
             elif isinstance(vev, ExpectedVotesNotified):
-                pass  # votequorum trackers (issue 4)
+                self.vq_tracking.expected_votes(vev.expected_votes)
+                self._flush_notifications()
 
     def _flush_notifications(self) -> None:
         for conn, note in self.quorum.take_notifications():
             self._events.append(Notified(conn, note))
+        for conn, vnote in self.vq_tracking.take_notifications():
+            self._events.append(Notified(conn, vnote))
 
     def _execute(self, conn: int, cmd: Command, now_ms: int) -> None:
         if isinstance(cmd, QuorumGetType):
@@ -450,6 +472,16 @@ class NodeEngine:
                 self._reply(conn, cmd, e.code)
                 return
             self._reply(conn, cmd, CsErr.CS_OK, info)
+            return
+        if isinstance(cmd, VqTrackStart):
+            err = self.vq_tracking.trackstart(
+                conn, cmd.context, cmd.flags, ring=vq.ring, members=vq.members,
+                quorate=vq.quorate, nodes=vq.nodes())
+            self._flush_notifications()
+            self._reply(conn, cmd, err)
+            return
+        if isinstance(cmd, VqTrackStop):
+            self._reply(conn, cmd, self.vq_tracking.trackstop(conn))
             return
         if isinstance(cmd, VqSetExpected):
             err = vq.check_setexpected(cmd.expected_votes)

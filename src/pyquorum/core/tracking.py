@@ -164,3 +164,90 @@ class QuorumService:
 
     def _quorum_note(self, c: _Conn) -> QuorumNotification:
         return QuorumNotification(c.model, self.quorate, self.view_ring, self.view_members)
+
+
+# ---------------------------------------------------------------- votequorum trackers
+@dataclass(frozen=True, slots=True)
+class VqQuorumNotification:
+    """votequorum quorum callback: quorate and every known node as (nodeid, state)."""
+
+    context: int
+    quorate: bool
+    nodes: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VqNodelistNotification:
+    """votequorum nodelist callback: the ring of the sync and its members."""
+
+    context: int
+    ring: RingId
+    members: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VqExpectedVotesNotification:
+    """votequorum expected-votes callback."""
+
+    context: int
+    expected_votes: int
+
+
+VqServiceNotification = VqQuorumNotification | VqNodelistNotification | VqExpectedVotesNotification
+
+
+@dataclass(slots=True)
+class VoteQuorumTracking:
+    """Which votequorum connections track, with the context echoed in their events (4.8).
+
+    ``trackstart`` follows the quorum service's decision table (snapshot first, then
+    EXIST, then register); ``trackstop`` answers NOT_EXIST when not tracking.
+    """
+
+    _tracking: dict[int, int] = field(default_factory=dict)
+    """conn -> context of its registration."""
+    _out: list[tuple[int, VqServiceNotification]] = field(default_factory=list)
+
+    def disconnect(self, conn: int) -> None:
+        """The connection closed: its tracking ends."""
+        self._tracking.pop(conn, None)
+
+    def trackstart(
+        self, conn: int, context: int, flags: int, *, ring: RingId,
+        members: Sequence[int], quorate: bool, nodes: Sequence[tuple[int, int]],
+    ) -> CsErr:
+        """TRACKSTART: snapshot (nodelist, quorum) with this call's context, EXIST, register."""
+        if flags & (CS_TRACK_CURRENT | CS_TRACK_CHANGES):
+            self._out.append((conn, VqNodelistNotification(context, ring, tuple(members))))
+            self._out.append((conn, VqQuorumNotification(context, quorate, tuple(nodes))))
+        if conn in self._tracking:
+            return CsErr.CS_ERR_EXIST
+        if flags & (CS_TRACK_CHANGES | CS_TRACK_CHANGES_ONLY):
+            self._tracking[conn] = context
+        return CsErr.CS_OK
+
+    def trackstop(self, conn: int) -> CsErr:
+        """TRACKSTOP: CS_OK if tracking, else CS_ERR_NOT_EXIST (votequorum reports it)."""
+        if self._tracking.pop(conn, None) is None:
+            return CsErr.CS_ERR_NOT_EXIST
+        return CsErr.CS_OK
+
+    def nodelist(self, ring: RingId, members: Sequence[int]) -> None:
+        """A sync began: every tracker gets the ring and members."""
+        for conn, ctx in sorted(self._tracking.items()):
+            self._out.append((conn, VqNodelistNotification(ctx, ring, tuple(members))))
+
+    def quorum(self, quorate: bool, nodes: Sequence[tuple[int, int]]) -> None:
+        """Quorum reported (every activation, flips outside sync)."""
+        for conn, ctx in sorted(self._tracking.items()):
+            self._out.append((conn, VqQuorumNotification(ctx, quorate, tuple(nodes))))
+
+    def expected_votes(self, expected: int) -> None:
+        """Expected votes changed (automatic raise or RECONFIGURE)."""
+        for conn, ctx in sorted(self._tracking.items()):
+            self._out.append((conn, VqExpectedVotesNotification(ctx, expected)))
+
+    def take_notifications(self) -> list[tuple[int, VqServiceNotification]]:
+        """Take the queued (connection, notification) pairs in order."""
+        out, self._out = self._out, []
+        return out

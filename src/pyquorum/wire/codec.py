@@ -61,6 +61,7 @@ __all__ = [
     "EncodeError",
     "Malformed",
     "MalformedReason",
+    "MessageCodec",
     "decode",
     "encode",
 ]
@@ -423,21 +424,86 @@ class _Plan:
     flat: _Getter | None  # all the ints of a fixed-width message
 
 
-def _compile() -> tuple[Mapping[type, _Plan], Mapping[int, _Plan]]:
-    compiler = _Compiler()
-    by_class: dict[type, _Plan] = {}
-    for cls, msg_type in MESSAGE_TYPES.items():
-        record = compiler.record(cls)
-        if record.fmt is None:
-            by_class[cls] = _Plan(int(msg_type), record, None, None)
-        else:
-            fixed = struct.Struct(">BB" + record.fmt)
-            by_class[cls] = _Plan(int(msg_type), record, fixed, _getter(record.paths("")))
-    by_type = {plan.type_byte: plan for plan in by_class.values()}
-    return types.MappingProxyType(by_class), types.MappingProxyType(by_type)
+class MessageCodec:
+    """Encoder/decoder for one family of messages: ``u8 version, u8 type`` then fields.
+
+    The cluster datagrams use one instance; the IPC frames (``pyquorum.wire.ipc``)
+    another, with their own type table, version and size limit.
+    """
+
+    def __init__(self, message_types: Mapping[type, int], version: int, max_bytes: int) -> None:
+        compiler = _Compiler()
+        by_class: dict[type, _Plan] = {}
+        for cls, msg_type in message_types.items():
+            record = compiler.record(cls)
+            if record.fmt is None:
+                by_class[cls] = _Plan(int(msg_type), record, None, None)
+            else:
+                fixed = struct.Struct(">BB" + record.fmt)
+                by_class[cls] = _Plan(int(msg_type), record, fixed, _getter(record.paths("")))
+        self._by_class: Mapping[type, _Plan] = types.MappingProxyType(by_class)
+        self._by_type: Mapping[int, _Plan] = types.MappingProxyType(
+            {plan.type_byte: plan for plan in by_class.values()})
+        self.version = version
+        self.max_bytes = max_bytes
+
+    def encode(self, msg: Any) -> bytes:
+        """Encode one message; raises ``EncodeError`` on local misuse."""
+        plan = self._by_class.get(type(msg))
+        if plan is None:
+            raise EncodeError(f"not a message of this codec: {type(msg).__name__}")
+        record = plan.record
+        if plan.fixed is not None and plan.flat is not None:
+            try:
+                return plan.fixed.pack(self.version, plan.type_byte, *plan.flat(msg))
+            except (struct.error, AttributeError) as exc:
+                raise EncodeError(
+                    f"{record.name}: a value is out of range or of the wrong type: {exc}"
+                ) from None
+        out = [_HEADER.pack(self.version, plan.type_byte)]
+        record.encode(msg, out)
+        data = b"".join(out)
+        if len(data) > self.max_bytes:
+            raise EncodeError(f"{record.name} encodes to {len(data)} bytes > {self.max_bytes}")
+        return data
+
+    def decode(self, data: bytes) -> Any:
+        """Decode one message; never raises: anything invalid comes back as ``Malformed``."""
+        size = len(data)
+        if size < 2:
+            if size == 1 and data[0] != self.version:
+                return Malformed(MalformedReason.BAD_VERSION, f"wire version {data[0]}")
+            return Malformed(MalformedReason.TRUNCATED, f"{size} bytes, no header")
+        if data[0] != self.version:
+            return Malformed(MalformedReason.BAD_VERSION, f"wire version {data[0]}")
+        if size > self.max_bytes:
+            return Malformed(MalformedReason.TOO_LARGE, f"{size} bytes > {self.max_bytes}")
+        plan = self._by_type.get(data[1])
+        if plan is None:
+            return Malformed(MalformedReason.UNKNOWN_TYPE, f"message type {data[1]}")
+        record = plan.record
+        try:
+            fixed = plan.fixed
+            if fixed is not None:
+                if size != fixed.size:
+                    short = size < fixed.size
+                    reason = MalformedReason.TRUNCATED if short else MalformedReason.TRAILING_BYTES
+                    return Malformed(reason, f"{record.name}: {size} bytes, expected {fixed.size}")
+                return record.build(fixed.unpack_from(data), 2)[0]
+            msg, off = record.decode(data, 2)
+        except _Bad as exc:
+            return Malformed(exc.reason, f"{record.name}: {exc.detail}")
+        except struct.error:
+            return Malformed(MalformedReason.TRUNCATED, f"{record.name}: cut short")
+        except (ValueError, TypeError) as exc:  # a message constructor refused the values
+            return Malformed(MalformedReason.BAD_VALUE, f"{record.name}: {exc}")
+        if off != size:
+            return Malformed(MalformedReason.TRAILING_BYTES,
+                             f"{record.name}: {size - off} extra bytes")
+        return msg
 
 
-_PLANS_BY_CLASS, _PLANS_BY_TYPE = _compile()
+_CLUSTER: Final = MessageCodec(MESSAGE_TYPES, WIRE_VERSION, MAX_MESSAGE_BYTES)
 
 
 # -------------------------------------------------------------------------------- API
@@ -447,55 +513,11 @@ def encode(msg: ClusterMessage) -> bytes:
     Raises ``EncodeError`` (a ``ValueError``) when a value does not fit its field,
     a tuple or string is too long, or the message exceeds ``MAX_MESSAGE_BYTES``.
     """
-    plan = _PLANS_BY_CLASS.get(type(msg))
-    if plan is None:
+    if type(msg) not in MESSAGE_TYPES:
         raise EncodeError(f"not a cluster message: {type(msg).__name__}")
-    record = plan.record
-    if plan.fixed is not None and plan.flat is not None:
-        try:
-            return plan.fixed.pack(WIRE_VERSION, plan.type_byte, *plan.flat(msg))
-        except (struct.error, AttributeError) as exc:
-            raise EncodeError(
-                f"{record.name}: a value is out of range or of the wrong type: {exc}"
-            ) from None
-    out = [_HEADER.pack(WIRE_VERSION, plan.type_byte)]
-    record.encode(msg, out)
-    data = b"".join(out)
-    if len(data) > MAX_MESSAGE_BYTES:
-        raise EncodeError(f"{record.name} encodes to {len(data)} bytes > {MAX_MESSAGE_BYTES}")
-    return data
+    return _CLUSTER.encode(msg)
 
 
 def decode(data: bytes) -> ClusterMessage | Malformed:
     """Decode one datagram; never raises: anything invalid comes back as ``Malformed``."""
-    size = len(data)
-    if size < 2:
-        if size == 1 and data[0] != WIRE_VERSION:
-            return Malformed(MalformedReason.BAD_VERSION, f"wire version {data[0]}")
-        return Malformed(MalformedReason.TRUNCATED, f"{size} bytes, no header")
-    if data[0] != WIRE_VERSION:
-        return Malformed(MalformedReason.BAD_VERSION, f"wire version {data[0]}")
-    if size > MAX_MESSAGE_BYTES:
-        return Malformed(MalformedReason.TOO_LARGE, f"{size} bytes > {MAX_MESSAGE_BYTES}")
-    plan = _PLANS_BY_TYPE.get(data[1])
-    if plan is None:
-        return Malformed(MalformedReason.UNKNOWN_TYPE, f"message type {data[1]}")
-    record = plan.record
-    try:
-        fixed = plan.fixed
-        if fixed is not None:
-            if size != fixed.size:
-                short = size < fixed.size
-                reason = MalformedReason.TRUNCATED if short else MalformedReason.TRAILING_BYTES
-                return Malformed(reason, f"{record.name}: {size} bytes, expected {fixed.size}")
-            return typing.cast(ClusterMessage, record.build(fixed.unpack_from(data), 2)[0])
-        msg, off = record.decode(data, 2)
-    except _Bad as exc:
-        return Malformed(exc.reason, f"{record.name}: {exc.detail}")
-    except struct.error:
-        return Malformed(MalformedReason.TRUNCATED, f"{record.name}: cut short")
-    except (ValueError, TypeError) as exc:  # a message constructor refused the values
-        return Malformed(MalformedReason.BAD_VALUE, f"{record.name}: {exc}")
-    if off != size:
-        return Malformed(MalformedReason.TRAILING_BYTES, f"{record.name}: {size - off} extra bytes")
-    return typing.cast(ClusterMessage, msg)
+    return typing.cast("ClusterMessage | Malformed", _CLUSTER.decode(data))
