@@ -41,6 +41,8 @@ from pyquorum.wire.ipc import (
     QuorumTrackStopReq,
     QuorumV0Event,
     QuorumV1Event,
+    Sync,
+    SyncReply,
     TestBlockReq,
     VqExpectedVotesEvent,
     VqGetInfoReq,
@@ -226,6 +228,9 @@ class FakeDaemon:
                     with self._cond:
                         conn.requests.append(msg)
                         self._cond.notify_all()
+                    if isinstance(msg, Sync):
+                        conn.sock.sendall(encode_frame(SyncReply(msg.token)))
+                        continue
                     handler = self.script.get(type(msg))
                     reply = handler(conn, msg) if handler is not None else conn.answer(msg)
                     if reply is not None:

@@ -51,6 +51,8 @@ from pyquorum.wire.ipc import (
     FrameReader,
     Hello,
     HelloReply,
+    Sync,
+    SyncReply,
     decode_body,
     encode_frame,
 )
@@ -140,7 +142,8 @@ class Connection:
         self._state_lock = threading.Lock()
         self._dead = False
         self._closed = False
-        self._orphans = 0
+        self._resync = False
+        self._sync_token = 0
 
     # ------------------------------------------------------------------ set-up
     @classmethod
@@ -258,18 +261,16 @@ class Connection:
             if self._dead:
                 raise _library("the connection to the daemon is lost")
             try:
-                self._sock.sendall(frame, socket.MSG_NOSIGNAL)
-            except OSError as exc:
-                self.mark_dead()
-                raise _library(f"request failed: {exc}") from None
-            try:
-                reply = self._read_response()
+                if self._resync:
+                    self._sync()
+                self._send_frame(frame)
+                reply = self._next_message()
             except CsError:
                 raise
             except BaseException:
-                # KeyboardInterrupt and the like: the answer is still on its way;
-                # the next request skips it so the stream stays in step.
-                self._orphans += 1
+                # KeyboardInterrupt and the like: the answer may still be on its way;
+                # the next request first re-synchronises the stream (Sync/SyncReply).
+                self._resync = True
                 raise
         if isinstance(reply, ErrorReply):
             raise CsError(cs_code(reply.error), f"the daemon refused {type(msg).__name__}")
@@ -278,12 +279,28 @@ class Connection:
             raise _library(f"unexpected response {reply!r} to {type(msg).__name__}")
         return reply
 
-    def _read_response(self) -> object:
-        """The response to the request just sent (request lock held)."""
-        while self._orphans:
-            self._next_message()
-            self._orphans -= 1
-        return self._next_message()
+    def _send_frame(self, frame: bytes) -> None:
+        """Send a whole frame (request lock held); a send error loses the connection."""
+        try:
+            self._sock.sendall(frame, socket.MSG_NOSIGNAL)
+        except OSError as exc:
+            self.mark_dead()
+            raise _library(f"request failed: {exc}") from None
+
+    def _sync(self) -> None:
+        """Skip the answers of interrupted requests: send ``Sync`` and read up to its reply.
+
+        Requests are small frames on a blocking stream socket, so an interrupted send
+        went out whole or not at all; either way the stream is back in step afterwards.
+        """
+        self._sync_token = (self._sync_token + 1) & 0xFFFFFFFF
+        token = self._sync_token
+        self._send_frame(encode_frame(Sync(token)))
+        while True:
+            msg = self._next_message()
+            if isinstance(msg, SyncReply) and msg.token == token:
+                self._resync = False
+                return
 
     def _next_message(self) -> object:
         """The next message of the request socket (request lock held)."""

@@ -71,6 +71,25 @@ class ErrorReply:
     request_type: U8
 
 
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """Any service: answer ``SyncReply(token)`` in request order.
+
+    A client whose request was cut short by an exception (a signal handler raising)
+    cannot know whether its answer is still coming; before its next request it sends
+    ``Sync`` and skips every answer up to the matching ``SyncReply``.
+    """
+
+    token: U32
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReply:
+    """The answer to ``Sync``."""
+
+    token: U32
+
+
 # ------------------------------------------------------------------ quorum service (3)
 @dataclass(frozen=True, slots=True)
 class QuorumGetQuorateReq:
@@ -349,7 +368,7 @@ class TestBlockReq:
 
 
 IPC_TYPES: Final[dict[type, int]] = {
-    Hello: 1, HelloReply: 2, ErrorReply: 3,
+    Hello: 1, HelloReply: 2, ErrorReply: 3, Sync: 4, SyncReply: 5,
     QuorumGetQuorateReq: 10, QuorumTrackStartReq: 11, QuorumTrackStopReq: 12,
     QuorumGetTypeReq: 13, QuorumModelGetTypeReq: 14,
     QuorumGetQuorateRes: 20, QuorumStatusRes: 21, QuorumGetTypeRes: 22,
