@@ -322,6 +322,11 @@ class NodeEngine:
         return self.quorum.quorate
 
     @property
+    def rejected_by_reason(self) -> dict[str, int]:
+        """Datagrams the secure channel dropped, per reason (``auth_failed``, ``replayed``...)."""
+        return {r.name.lower(): n for r, n in self._channel.stats.items()}
+
+    @property
     def stored_state(self) -> StoredState:
         """The state last handed out for persisting."""
         return self._stored

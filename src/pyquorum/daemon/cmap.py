@@ -1,0 +1,72 @@
+"""The daemon's read-only cmap view (``CmapGetPrefixReq``).
+
+Keys, all values as text:
+
+* every key configured in the file (``totem.*``, ``quorum.*``, ``nodelist.*``, ...),
+  then the effective ``totem.cluster_name``, ``totem.transport``, ``quorum.provider``;
+* ``nodelist.node.<i>.{nodeid,name,ring0_addr,port,quorum_votes}`` (i in file order,
+  port and votes effective);
+* ``runtime.votequorum.*`` (with a provider), ``runtime.config.totem.*`` (effective
+  timing for this nodelist), ``runtime.pyquorum.{node_id,ring_id,members,quorate}``;
+* ``runtime.pyquorum.stats.*``: the engine's counters, datagrams rejected per reason,
+  membership counters, and the transport, IPC and daemon counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from pyquorum.config.model import ClusterConfig
+from pyquorum.core.engine import NodeEngine
+from pyquorum.daemon.localnode import node_port
+
+CONFIG_PREFIXES = ("totem.", "quorum.", "nodelist.", "logging.", "system.", "uidgid.")
+
+
+def cmap_view(config: ClusterConfig, configured: Iterable[tuple[str, str]],
+              engine: NodeEngine, counters: Iterable[Mapping[str, int]]) -> dict[str, str]:
+    """Every key of the view."""
+    keys = {k: v for k, v in configured if k.startswith(CONFIG_PREFIXES)}
+    keys["totem.cluster_name"] = config.totem.cluster_name
+    keys["totem.transport"] = config.totem.transport
+    if config.quorum.provider:
+        keys["quorum.provider"] = config.quorum.provider
+    for i, node in enumerate(config.nodes):
+        p = f"nodelist.node.{i}."
+        keys[p + "nodeid"] = str(node.nodeid)
+        if node.name is not None:
+            keys[p + "name"] = node.name
+        for link, addr in enumerate(node.ring_addrs):
+            keys.setdefault(f"{p}ring{link}_addr", addr)
+        if node.ring_addrs:
+            keys[p + "ring0_addr"] = node.ring_addrs[0]
+        keys[p + "port"] = str(node_port(config, node))
+        keys[p + "quorum_votes"] = str(node.quorum_votes)
+    if engine.vq is not None:
+        for k, v in engine.vq.runtime_keys().items():
+            keys[f"runtime.votequorum.{k}"] = str(v)
+    t = config.timing()
+    for name, value in (("token", t.token_ms), ("consensus", t.consensus_ms),
+                        ("join", t.join_ms), ("merge", t.merge_ms),
+                        ("token_retransmit", t.token_retransmit_ms), ("hold", t.hold_ms)):
+        keys[f"runtime.config.totem.{name}"] = str(value)
+    keys["runtime.pyquorum.node_id"] = str(engine.node_id)
+    keys["runtime.pyquorum.ring_id"] = str(engine.ring)
+    keys["runtime.pyquorum.members"] = " ".join(str(m) for m in engine.members)
+    keys["runtime.pyquorum.quorate"] = str(int(engine.quorate))
+    stats = "runtime.pyquorum.stats."
+    for k, v in engine.stats.items():
+        keys[stats + k] = str(v)
+    for reason, v in engine.rejected_by_reason.items():
+        keys[f"{stats}rejected.{reason}"] = str(v)
+    for k, v in engine.membership.stats.items():
+        keys[f"{stats}membership.{k}"] = str(v)
+    for group in counters:
+        for k, v in group.items():
+            keys[stats + k] = str(v)
+    return keys
+
+
+def select(view: Mapping[str, str], prefix: str) -> list[tuple[str, str]]:
+    """The (key, value) pairs starting with ``prefix``, sorted by key."""
+    return sorted((k, v) for k, v in view.items() if k.startswith(prefix))

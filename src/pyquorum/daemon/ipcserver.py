@@ -1,0 +1,591 @@
+"""The Unix-socket IPC server (``<run_dir>/pyquorum.sock``) on an asyncio loop.
+
+Theory of operation
+-------------------
+Every socket is non-blocking and watched with ``loop.add_reader`` / ``add_writer``.
+Per connection:
+
+    state          input                          action
+    -------------  -----------------------------  -----------------------------------------
+    (accept)       SO_PEERCRED read               wait for Hello (``HELLO_TIMEOUT_S``)
+    await hello    Hello(service)                 ``ipcproto.admit``: refused -> HelloReply
+                                                  (error), close; CS_OK -> socketpair, reply
+                                                  with the client's end (SCM_RIGHTS)
+    await hello    any other frame / garbage      count malformed, close
+    open           request of our service         quorum/votequorum: engine command (answer
+                                                  when ``Replied`` comes); cmap, testhook,
+                                                  qdevice: answered at once
+    open           other service's request or     ErrorReply(INVALID_PARAM, type), keep open
+                   unknown type
+    open           malformed frame                count, log, close this connection only
+    open           EOF/error on either socket     close (engine ``connection_closed``)
+
+Responses leave in request order: each request takes a slot in a FIFO, engine
+answers fill their slot, and the filled head of the FIFO is written.  Reading stops
+while ``MAX_INFLIGHT`` requests are unanswered or ``MAX_OUTPUT_BYTES`` of responses
+are unread (the client's own flow control), so nothing a client does grows without
+bound.  Events go to the connection's event channel; when more than
+``MAX_EVENT_BACKLOG`` bytes of events pile up unread, the client is logged and
+disconnected.
+
+Output is coalesced: answers and events are appended to per-connection buffers and
+one ``call_soon`` flush per loop iteration sends them, events first (a batch of
+pipelined requests or all the callbacks of a view change leave in one send per
+socket, and the callbacks a request queued are readable before its answer arrives).  Writes never
+close a connection in place (answers are produced inside the driver's pump): a
+failed write marks the connection dead and the close runs from the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import stat
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Protocol
+
+from pyquorum.config.model import UidGidConfig
+from pyquorum.core.engine import Command, Replied
+from pyquorum.daemon import ipcproto as proto
+from pyquorum.daemon.errors import StartupError
+from pyquorum.errors import CsErr
+from pyquorum.wire import ipc
+from pyquorum.wire.codec import EncodeError, Malformed
+
+MAX_CLIENTS: Final = 256
+MAX_INFLIGHT: Final = 32
+MAX_OUTPUT_BYTES: Final = 2 * 1024 * 1024
+MAX_EVENT_BACKLOG: Final = 4 * 1024 * 1024
+HELLO_TIMEOUT_S: Final = 10.0
+RECV_BYTES: Final = 65536
+ACCEPTS_PER_WAKEUP: Final = 64
+ACCEPT_BACKOFF_S: Final = 1.0
+_UCRED: Final = struct.Struct("3i")
+
+LogFn = Callable[[str, str, str], None]
+
+
+class IpcBackend(Protocol):
+    """What the server needs from the driver."""
+
+    @property
+    def ready(self) -> bool:
+        """The first view is installed."""
+
+    @property
+    def has_votequorum(self) -> bool:
+        """votequorum is the quorum provider."""
+
+    def ipc_opened(self, conn: int) -> None:
+        """A quorum/votequorum connection was admitted."""
+
+    def ipc_command(self, conn: int, command: Command) -> None:
+        """Feed an engine command (and pump)."""
+
+    def ipc_closed(self, conn: int) -> None:
+        """A quorum/votequorum connection closed (engine ``connection_closed``, pump)."""
+
+    def cmap_items(self, prefix: str) -> list[tuple[str, str]]:
+        """The cmap view: sorted (key, value) starting with ``prefix``."""
+
+    def test_block(self, nodeids: tuple[int, ...]) -> None:
+        """Test hook: drop cluster traffic to and from ``nodeids``."""
+
+
+@dataclass(slots=True)
+class _Slot:
+    command: Command | None
+    frame: bytes | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Client:
+    conn_id: int
+    sock: socket.socket
+    cred: proto.PeerCred
+    framer: proto.RequestFramer = field(default_factory=proto.RequestFramer)
+    service: int | None = None
+    engine_backed: bool = False
+    ev_sock: socket.socket | None = None
+    out: bytearray = field(default_factory=bytearray)
+    ev_out: bytearray = field(default_factory=bytearray)
+    slots: deque[_Slot] = field(default_factory=deque)
+    reading: bool = False
+    writing: bool = False
+    ev_writing: bool = False
+    dead: bool = False
+    process_scheduled: bool = False
+    hello_timer: asyncio.TimerHandle | None = None
+
+
+def peer_cred(sock: socket.socket) -> proto.PeerCred:
+    """SO_PEERCRED of a connected Unix socket."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    pid, uid, gid = _UCRED.unpack(raw)
+    return proto.PeerCred(pid, uid, gid)
+
+
+class IpcServer:
+    """Listens on ``<run_dir>/pyquorum.sock`` and serves admitted clients."""
+
+    def __init__(self, run_dir: str | Path, backend: IpcBackend, log: LogFn, *,
+                 hooks: bool, uidgid: UidGidConfig) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / ipc.SOCKET_NAME
+        self._backend = backend
+        self._log = log
+        self._hooks = hooks
+        self._uidgid = uidgid
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: socket.socket | None = None
+        self._inode: tuple[int, int] | None = None
+        self._clients: dict[int, _Client] = {}
+        self._dirty: dict[int, _Client] = {}
+        self._flush_scheduled = False
+        self._next_conn = 1
+        self.stats: dict[str, int] = {
+            "ipc_connections": 0, "ipc_malformed": 0, "ipc_refused_access": 0,
+            "ipc_refused_try_again": 0, "ipc_refused_library": 0, "ipc_refused_limit": 0,
+            "ipc_invalid_requests": 0, "ipc_evicted_backlog": 0, "ipc_hello_timeouts": 0,
+        }
+
+    # ------------------------------------------------------------ life cycle
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Create the socket (mode 0666, replacing a stale one) and start accepting.
+
+        The caller holds the run directory's pid-file lock, so a socket file already
+        there belongs to a dead daemon.  Raises ``StartupError``.
+        """
+        self._loop = loop
+        if len(os.fsencode(self.path)) >= 108:
+            raise StartupError(f"{self.path}: the IPC socket path is too long (max 107 bytes)")
+        try:
+            st = self.path.lstat()
+        except FileNotFoundError:
+            st = None
+        except OSError as exc:
+            raise StartupError(f"{self.path}: {exc.strerror}") from None
+        if st is not None:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise StartupError(f"{self.path}: exists and is not a socket; remove it")
+            self._log("info", "MAIN", f"removing the stale IPC socket {self.path}")
+        tmp = self.run_dir / f".{ipc.SOCKET_NAME}.{os.getpid()}"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            sock.bind(os.fsencode(tmp))
+            os.chmod(tmp, 0o666)
+            sock.listen(128)
+            sock.setblocking(False)
+            os.replace(tmp, self.path)  # publish atomically, already mode 0666
+            st = self.path.lstat()
+        except OSError as exc:
+            sock.close()
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise StartupError(f"{self.path}: cannot create the IPC socket: {exc}") from None
+        self._inode = (st.st_dev, st.st_ino)
+        self._listener = sock
+        loop.add_reader(sock.fileno(), self._on_accept)
+        self._log("info", "MAIN", f"IPC server listening on {self.path}")
+
+    def close(self) -> None:
+        """Close every client and the listener; remove the socket file if it is ours."""
+        for client in list(self._clients.values()):
+            self._close(client, None, notify=False)
+        if self._listener is not None:
+            if self._loop is not None:
+                self._loop.remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+            try:
+                st = self.path.lstat()
+                if (st.st_dev, st.st_ino) == self._inode:
+                    self.path.unlink()
+            except OSError:
+                pass
+
+    @property
+    def client_count(self) -> int:
+        """Connections currently open."""
+        return len(self._clients)
+
+    # ------------------------------------------------------------ engine outputs
+    def on_replied(self, ev: Replied) -> None:
+        """An engine answer: fill its slot and write what is now in order."""
+        client = self._clients.get(ev.conn)
+        if client is None or client.dead:
+            return
+        slot = next((s for s in client.slots if s.frame is None and s.command is ev.command),
+                    None)
+        if slot is None:
+            slot = next((s for s in client.slots if s.frame is None and s.command == ev.command),
+                        None)
+        if slot is None:
+            self._log("debug", "MAIN", f"conn {ev.conn}: an answer nobody asked for: {ev}")
+            return
+        slot.frame = self._encode(proto.response_for(ev), client)
+        self._flush_slots(client)
+
+    def on_notified(self, conn: int, note: proto.Notification) -> None:
+        """A callback for ``conn``: queue it on the event channel."""
+        client = self._clients.get(conn)
+        if client is None or client.dead or client.ev_sock is None:
+            return
+        frame = self._encode(proto.event_for(note), client)
+        if frame is None:
+            return
+        client.ev_out += frame
+        if len(client.ev_out) > MAX_EVENT_BACKLOG:
+            self.stats["ipc_evicted_backlog"] += 1
+            self._log("warning", "MAIN",
+                      f"conn {conn} (pid {client.cred.pid}) does not read its events: "
+                      f"{len(client.ev_out)} bytes queued (limit {MAX_EVENT_BACKLOG}); "
+                      "disconnecting it")
+            self._kill(client)
+            return
+        self._mark_dirty(client)
+
+    # ------------------------------------------------------------ accept / hello
+    def _on_accept(self) -> None:
+        assert self._listener is not None and self._loop is not None
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: back off instead of spinning
+                self._log("error", "MAIN", f"IPC accept failed: {exc}; pausing accepts for "
+                                           f"{ACCEPT_BACKOFF_S:.0f} s")
+                self._loop.remove_reader(self._listener.fileno())
+                self._loop.call_later(ACCEPT_BACKOFF_S, self._resume_accepting)
+                return
+            sock.setblocking(False)
+            if len(self._clients) >= MAX_CLIENTS:
+                self.stats["ipc_refused_limit"] += 1
+                self._log("warning", "MAIN",
+                          f"IPC connection refused: {MAX_CLIENTS} clients already connected")
+                sock.close()
+                continue
+            try:
+                cred = peer_cred(sock)
+            except OSError:
+                sock.close()
+                continue
+            client = _Client(self._new_conn_id(), sock, cred)
+            self._clients[client.conn_id] = client
+            self.stats["ipc_connections"] += 1
+            client.hello_timer = self._loop.call_later(HELLO_TIMEOUT_S, self._hello_timeout,
+                                                       client)
+            self._start_reading(client)
+
+    def _resume_accepting(self) -> None:
+        if self._listener is not None and self._loop is not None:
+            self._loop.add_reader(self._listener.fileno(), self._on_accept)
+
+    def _new_conn_id(self) -> int:
+        """A connection id: never 0, never one in use (ids wrap after 2**32 - 1)."""
+        while True:
+            conn = self._next_conn
+            self._next_conn = self._next_conn % 0xFFFF_FFFF + 1
+            if conn not in self._clients:
+                return conn
+
+    def _hello_timeout(self, client: _Client) -> None:
+        client.hello_timer = None
+        if client.service is None and client.conn_id in self._clients:
+            self.stats["ipc_hello_timeouts"] += 1
+            self._close(client, "no hello within the timeout")
+
+    def _on_hello(self, client: _Client, msg: object) -> None:
+        if client.hello_timer is not None:
+            client.hello_timer.cancel()
+            client.hello_timer = None
+        if not isinstance(msg, ipc.Hello):
+            self._malformed(client, f"expected Hello, got {type(msg).__name__}")
+            return
+        err = proto.admit(msg.service, client.cred, ready=self._backend.ready,
+                          has_votequorum=self._backend.has_votequorum, hooks=self._hooks,
+                          uidgid=self._uidgid)
+        if err != CsErr.CS_OK:
+            key = {CsErr.CS_ERR_ACCESS: "ipc_refused_access",
+                   CsErr.CS_ERR_TRY_AGAIN: "ipc_refused_try_again"}.get(err, "ipc_refused_library")
+            self.stats[key] += 1
+            level = "warning" if err == CsErr.CS_ERR_ACCESS else "info"
+            self._log(level, "MAIN",
+                      f"IPC connection refused ({err.name}): service {msg.service}, "
+                      f"pid {client.cred.pid} uid {client.cred.uid} gid {client.cred.gid}")
+            with contextlib.suppress(OSError):
+                client.sock.send(ipc.encode_frame(ipc.HelloReply(int(err), 0)))
+            self._close(client, None)
+            return
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            frame = ipc.encode_frame(ipc.HelloReply(int(CsErr.CS_OK), client.conn_id))
+            sent = socket.send_fds(client.sock, [frame], [theirs.fileno()])
+        except OSError as exc:
+            mine.close()
+            self._close(client, f"cannot send the hello reply: {exc}")
+            return
+        finally:
+            theirs.close()
+        if sent < len(frame):
+            client.out += frame[sent:]
+        mine.setblocking(False)
+        client.ev_sock = mine
+        client.service = msg.service
+        client.framer.max_body = proto.MAX_REQUEST_BYTES
+        client.engine_backed = msg.service in (ipc.SERVICE_QUORUM, ipc.SERVICE_VOTEQUORUM)
+        assert self._loop is not None
+        self._loop.add_reader(mine.fileno(), self._on_event_channel, client)
+        if client.out:
+            self._write(client)
+        self._log("debug", "MAIN", f"IPC conn {client.conn_id} open: service {msg.service}, "
+                                   f"pid {client.cred.pid} uid {client.cred.uid}")
+        if client.engine_backed:
+            self._backend.ipc_opened(client.conn_id)
+
+    # ------------------------------------------------------------ reading
+    def _start_reading(self, client: _Client) -> None:
+        if not client.reading and not client.dead and self._loop is not None:
+            self._loop.add_reader(client.sock.fileno(), self._on_readable, client)
+            client.reading = True
+
+    def _stop_reading(self, client: _Client) -> None:
+        if client.reading and self._loop is not None:
+            self._loop.remove_reader(client.sock.fileno())
+            client.reading = False
+
+    def _throttled(self, client: _Client) -> bool:
+        return len(client.slots) >= MAX_INFLIGHT or len(client.out) >= MAX_OUTPUT_BYTES
+
+    def _on_readable(self, client: _Client) -> None:
+        if client.dead:
+            return
+        try:
+            data = client.sock.recv(RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(client, None)
+            return
+        if not data:
+            self._close(client, None)
+            return
+        client.framer.feed(data)
+        self._process(client)
+
+    def _process(self, client: _Client) -> None:
+        """Handle buffered frames until none is left or the client is throttled."""
+        client.process_scheduled = False
+        while not client.dead and not self._throttled(client):
+            item = client.framer.next_item()
+            if item is None:
+                break
+            if isinstance(item, Malformed):
+                self._malformed(client, f"{item.reason.value}: {item.detail}")
+                return
+            if client.service is None:
+                self._on_hello(client, item)
+            else:
+                self._on_request(client, item)
+        if client.dead:
+            return
+        if self._throttled(client):
+            self._stop_reading(client)
+        else:
+            self._start_reading(client)
+
+    def _unthrottle_later(self, client: _Client) -> None:
+        """Resume a throttled client from the loop (never from inside the pump)."""
+        if (not client.dead and not client.reading and not client.process_scheduled
+                and not self._throttled(client) and self._loop is not None):
+            client.process_scheduled = True
+            self._loop.call_soon(self._process, client)
+
+    def _on_request(self, client: _Client, msg: object) -> None:
+        service = client.service
+        assert service is not None
+        if isinstance(msg, ipc.Sync):  # any service: answered in request order
+            self._answer(client, ipc.SyncReply(msg.token))
+            return
+        if isinstance(msg, proto.UnknownRequest) or not isinstance(
+                msg, ipc.REQUESTS_BY_SERVICE.get(service, ())):
+            tb = msg.type_byte if isinstance(msg, proto.UnknownRequest) else proto.type_byte(msg)
+            self.stats["ipc_invalid_requests"] += 1
+            self._log("debug", "MAIN", f"IPC conn {client.conn_id}: request type {tb} is not "
+                                       f"one of service {service}")
+            self._answer(client, ipc.ErrorReply(int(CsErr.CS_ERR_INVALID_PARAM), tb))
+            return
+        if isinstance(msg, ipc.CmapGetPrefixReq):
+            items = tuple(ipc.KeyValue(k, v) for k, v in self._backend.cmap_items(msg.prefix))
+            self._answer(client, ipc.CmapGetPrefixRes(int(CsErr.CS_OK), items))
+            return
+        if isinstance(msg, ipc.TestBlockReq):
+            self._backend.test_block(tuple(msg.nodeids))
+            self._answer(client, ipc.VqStatusRes(int(CsErr.CS_OK)))
+            return
+        if isinstance(msg, proto.QDEVICE_REQUESTS):
+            self._answer(client, ipc.VqStatusRes(int(CsErr.CS_ERR_NOT_SUPPORTED)))
+            return
+        if proto.invalid_model(msg):
+            self._answer(client, proto.error_response(msg, CsErr.CS_ERR_INVALID_PARAM))
+            return
+        command = proto.to_command(msg)
+        if command is None:  # a request type of this service we do not implement
+            self._answer(client, proto.error_response(msg, CsErr.CS_ERR_NOT_SUPPORTED))
+            return
+        client.slots.append(_Slot(command))
+        self._backend.ipc_command(client.conn_id, command)
+
+    def _answer(self, client: _Client, msg: object) -> None:
+        client.slots.append(_Slot(None, self._encode(msg, client) or b""))  # never b""
+        self._flush_slots(client)
+
+    def _encode(self, msg: object, client: _Client) -> bytes | None:
+        """The frame of ``msg``; if it cannot be encoded (too big), a response becomes
+        an error of the same class (or ErrorReply), an event is dropped (None)."""
+        try:
+            return ipc.encode_frame(msg)
+        except EncodeError as exc:
+            self._log("error", "MAIN", f"IPC conn {client.conn_id}: cannot encode "
+                                       f"{type(msg).__name__}: {exc}")
+        if isinstance(msg, ipc.CmapGetPrefixRes):
+            return ipc.encode_frame(ipc.CmapGetPrefixRes(int(CsErr.CS_ERR_TOO_BIG), ()))
+        if isinstance(msg, ipc.QuorumV0Event | ipc.QuorumV1Event | ipc.NodelistV1Event
+                      | ipc.VqQuorumEvent | ipc.VqNodelistEvent | ipc.VqExpectedVotesEvent):
+            return None
+        return ipc.encode_frame(ipc.ErrorReply(int(CsErr.CS_ERR_TOO_BIG), proto.type_byte(msg)))
+
+    def _on_event_channel(self, client: _Client) -> None:
+        if client.dead or client.ev_sock is None:
+            return
+        try:
+            data = client.ev_sock.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._close(client, None)
+            return
+        if not data:  # the client closed its event channel: the connection is over
+            self._close(client, None)
+
+    def _malformed(self, client: _Client, detail: str) -> None:
+        self.stats["ipc_malformed"] += 1
+        self._log("warning", "MAIN",
+                  f"IPC conn {client.conn_id} (pid {client.cred.pid} uid {client.cred.uid}) "
+                  f"sent a malformed frame ({detail}); closing that connection")
+        self._close(client, None)
+
+    # ------------------------------------------------------------ writing
+    def _flush_slots(self, client: _Client) -> None:
+        while client.slots and client.slots[0].frame is not None:
+            frame = client.slots.popleft().frame
+            assert frame is not None
+            client.out += frame
+        self._mark_dirty(client)
+        self._unthrottle_later(client)
+
+    def _mark_dirty(self, client: _Client) -> None:
+        """Coalesce writes: everything queued during this loop iteration (a whole batch of
+        pipelined requests, all the events of a view change) leaves in one send."""
+        if client.dead:
+            return
+        self._dirty[client.conn_id] = client
+        if not self._flush_scheduled and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_dirty)
+
+    def _flush_dirty(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, {}
+        for client in dirty.values():
+            if client.dead:
+                continue
+            # events first: when an answer arrives, the callbacks its request queued
+            # (a trackstart snapshot) are already readable on the event channel
+            if not client.ev_writing:
+                self._write_events(client)
+            if not client.writing:
+                self._write(client)
+            self._unthrottle_later(client)
+
+    def _write(self, client: _Client) -> None:
+        if client.dead or not client.out:
+            return
+        try:
+            sent = client.sock.send(client.out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._kill(client)
+            return
+        del client.out[:sent]
+        assert self._loop is not None
+        if client.out and not client.writing:
+            self._loop.add_writer(client.sock.fileno(), self._on_writable, client)
+            client.writing = True
+        elif not client.out and client.writing:
+            self._loop.remove_writer(client.sock.fileno())
+            client.writing = False
+
+    def _on_writable(self, client: _Client) -> None:
+        self._write(client)
+        self._unthrottle_later(client)
+
+    def _write_events(self, client: _Client) -> None:
+        if client.dead or client.ev_sock is None or not client.ev_out:
+            return
+        try:
+            sent = client.ev_sock.send(client.ev_out)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._kill(client)
+            return
+        del client.ev_out[:sent]
+        assert self._loop is not None
+        fd = client.ev_sock.fileno()
+        if client.ev_out and not client.ev_writing:
+            self._loop.add_writer(fd, self._write_events, client)
+            client.ev_writing = True
+        elif not client.ev_out and client.ev_writing:
+            self._loop.remove_writer(fd)
+            client.ev_writing = False
+
+    # ------------------------------------------------------------ closing
+    def _kill(self, client: _Client) -> None:
+        """Close from inside the pump: mark dead now, close from the loop."""
+        if client.dead:
+            return
+        client.dead = True
+        assert self._loop is not None
+        self._loop.call_soon(self._close, client, None)
+
+    def _close(self, client: _Client, reason: str | None, *, notify: bool = True) -> None:
+        if self._clients.get(client.conn_id) is not client:
+            return
+        del self._clients[client.conn_id]
+        client.dead = True
+        if client.hello_timer is not None:
+            client.hello_timer.cancel()
+            client.hello_timer = None
+        client.reading = client.writing = client.ev_writing = False
+        for sock in (client.sock, client.ev_sock):
+            if sock is None:
+                continue
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+                self._loop.remove_writer(sock.fileno())
+            sock.close()
+        if reason is not None:
+            self._log("info", "MAIN", f"IPC conn {client.conn_id} closed: {reason}")
+        if notify and client.engine_backed:
+            self._backend.ipc_closed(client.conn_id)
