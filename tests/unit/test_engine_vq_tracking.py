@@ -76,3 +76,20 @@ def test_setexpected_sends_expected_votes_event_to_trackers_on_every_node() -> N
     assert sim.run_until_true(
         lambda: all(VqExpectedVotesNotification(n * 10, 4) in notes(sim, n) for n in ALL3),
         1_000)
+
+
+def test_representative_request_submitted_during_gather_is_delivered_at_install() -> None:
+    """Regression: the representative re-sends its pending requests when it installs a
+    view, and delivers its own at once; iterating the pending table while delivery removes
+    entries used to raise RuntimeError (dictionary changed size during iteration)."""
+    from pyquorum.core import membership as mb
+
+    sim = quorate_cluster()
+    sim.kill(3)
+    e1 = sim.engine(1)
+    assert sim.run_until_true(lambda: e1.membership.state is mb.State.GATHER, 20_000)
+    sim.command(1, CONN, VqSetExpected(3))
+    assert sim.run_until_true(lambda: sim.converged([1, 2]), 20_000)
+    sim.run_for(500)
+    replies = [ev for ev in sim.events(1, CONN) if isinstance(ev, Replied)]
+    assert [r.error for r in replies] == [CsErr.CS_OK]

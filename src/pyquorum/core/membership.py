@@ -233,8 +233,8 @@ class Membership:
             if changed or now_ms >= self._next_join_at:
                 self._broadcast_join(now_ms)
             self._check_consensus(now_ms)
-        for p in self._pending.values():
-            if now_ms >= p.resend_at:
+        for p in list(self._pending.values()):
+            if now_ms >= p.resend_at and p.request_id in self._pending:
                 self._send_request(p, now_ms)
 
     def receive(self, msg: ClusterMessage, now_ms: int) -> None:
@@ -500,8 +500,10 @@ class Membership:
         self._events.append(ViewInstalled(ins.ring, ins.members, transitional, previous, ins.infos))
         self._send_heartbeat()
         self._next_heartbeat_at = now_ms + self.timing.heartbeat_interval_ms
-        for p in self._pending.values():
-            self._send_request(p, now_ms)
+        # as representative, a re-sent request is delivered (and leaves _pending) at once
+        for p in list(self._pending.values()):
+            if p.request_id in self._pending:
+                self._send_request(p, now_ms)
 
     # ------------------------------------------------------------ ordered messages
     def _send_request(self, p: _Pending, now_ms: int) -> None:
