@@ -64,8 +64,8 @@ def test_foreign_and_unknown_requests_get_error_reply_and_keep_the_connection(
         assert q.request(ipc.QuorumGetTypeReq()) == ipc.QuorumGetTypeRes(CsErr.CS_OK, 1)
         assert q.request(ipc.QuorumGetQuorateReq()) == ipc.QuorumGetQuorateRes(CsErr.CS_OK, 1)
     with RawIpcClient(c.run_dir(1), ipc.SERVICE_VOTEQUORUM) as vq:
-        assert vq.request(ipc.VqQdeviceRegisterReq("dev")) == ipc.VqStatusRes(
-            CsErr.CS_ERR_NOT_SUPPORTED)
+        assert vq.request(ipc.VqQdeviceUnregisterReq("dev")) == ipc.VqStatusRes(
+            CsErr.CS_ERR_NOT_EXIST)  # qdevice requests reach votequorum (none registered)
         info = vq.request(ipc.VqGetInfoReq(0))
         assert isinstance(info, ipc.VqGetInfoRes) and info.error == CsErr.CS_OK
         assert (info.node_id, info.node_votes, info.quorum) == (1, 1, 1)

@@ -172,8 +172,11 @@ def test_second_signal_during_shutdown_still_exits_0(
     c = local_cluster(1)
     c.start(1)
     pid = c.pid(1)
+    # stopped, the process gets both signals pending at once: no race with a fast shutdown
+    os.kill(pid, signal.SIGSTOP)
     os.kill(pid, signal.SIGTERM)
     os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGCONT)
     deadline = time.monotonic() + WAIT_S
     assert c.wait_exit(1, WAIT_S) == 0
     assert time.monotonic() < deadline

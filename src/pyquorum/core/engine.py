@@ -17,6 +17,28 @@ sync and sends V1 nodelist events, votequorum gets ``sync_init``, every member's
 NODEINFO (taken from the INSTALL, identical on every member), and ``sync_activate``,
 which always reports quorum; the quorum service then sends the quorum event to every
 tracker. Quorum requests from clients wait while membership is in GATHER.
+
+Quorum device sync wait (spec 4.7).  Corosync's votequorum holds the sync of a new
+ring while a registered, alive device has not polled with the new ring id (at most
+``quorum.device.sync_timeout``), and its sync barrier makes every member wait for the
+slowest.  Here a view is installed atomically, so the wait and the barrier are done
+in the engine, in this order::
+
+    view installed    quorum service nodelist; vq sync_init; votequorum nodelist event
+                      (the device learns the ring); every member's NODEINFO
+    W = members whose INSTALL NODEINFO has QDEVICE_REGISTERED and QDEVICE_ALIVE,
+        plus us if our votequorum waits for its device
+    W empty           sync_activate at once (the only path without a quorum device)
+    else              activation waits; quorum-service requests keep waiting
+    our wait ends     (poll with the new ring, sync_timeout, unregister; or at once if
+                      we are in W without waiting) -> multicast QdeviceSynced(ring,
+                      our NODEINFO); its delivery applies that NODEINFO everywhere
+    every member of W delivered its QdeviceSynced for the ring -> sync_activate
+    a newer view      abandons the waiting one (Corosync aborts the sync the same way)
+
+votequorum's own state messages (NODEINFO, QDEVICE_REG, QDEVICE_RECONFIGURE,
+QdeviceSynced) leave one at a time (``_multicast``), which gives them the per-sender
+FIFO order totem guarantees.
 """
 
 from __future__ import annotations
@@ -38,7 +60,9 @@ from pyquorum.core.votequorum import (
     ExpectedVotesNotified,
     Logged,
     NodeinfoBroadcastRequested,
+    QdeviceBroadcastRequested,
     QuorumNotified,
+    SyncWaitEnded,
     VoteQuorum,
     VoteQuorumInfo,
 )
@@ -46,7 +70,17 @@ from pyquorum.errors import CsErr, CsError
 from pyquorum.types import RingId
 from pyquorum.wire.codec import Malformed, decode, encode
 from pyquorum.wire.crypto import Opened, SecureChannel
-from pyquorum.wire.messages import NodeFlag, NodeInfo, Reconfigure, ReconfigureParam
+from pyquorum.wire.messages import (
+    NodeFlag,
+    NodeInfo,
+    OrderedPayload,
+    QdeviceOperation,
+    QdeviceReg,
+    QdeviceRename,
+    QdeviceSynced,
+    Reconfigure,
+    ReconfigureParam,
+)
 
 VOTEQUORUM = "corosync_votequorum"
 
@@ -126,10 +160,54 @@ class VqTrackStop:
     """votequorum_trackstop."""
 
 
+@dataclass(frozen=True, slots=True)
+class VqQdeviceRegister:
+    """votequorum_qdevice_register (answered once the registration comes back in order)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class VqQdeviceUnregister:
+    """votequorum_qdevice_unregister."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class VqQdeviceUpdate:
+    """votequorum_qdevice_update: rename the registered device."""
+
+    old_name: str
+    new_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class VqQdevicePoll:
+    """votequorum_qdevice_poll: ``ring`` must be the ring of votequorum's last sync."""
+
+    name: str
+    cast_vote: int
+    ring: RingId
+
+
+@dataclass(frozen=True, slots=True)
+class VqQdeviceMasterWins:
+    """votequorum_qdevice_master_wins."""
+
+    name: str
+    allow: int
+
+
 Command = (
     QuorumGetType | QuorumGetQuorate | QuorumTrackStart | QuorumTrackStop
     | VqGetInfo | VqSetExpected | VqSetVotes | VqCancelWaitForAll | VqTrackStart | VqTrackStop
+    | VqQdeviceRegister | VqQdeviceUnregister | VqQdeviceUpdate | VqQdevicePoll
+    | VqQdeviceMasterWins
 )
+
+_QUORUM_COMMANDS = (QuorumGetType, QuorumGetQuorate, QuorumTrackStart, QuorumTrackStop)
+_QDEVICE_WAITING = NodeFlag.QDEVICE_REGISTERED | NodeFlag.QDEVICE_ALIVE
 
 
 # ---------------------------------------------------------------- engine events
@@ -190,6 +268,17 @@ class LogRecord:
 EngineEvent = PersistState | ViewInstalled | QuorumChanged | Replied | Notified | LogRecord
 
 
+@dataclass(slots=True)
+class _SyncWait:
+    """A view whose votequorum activation waits for quorum devices (spec 4.7)."""
+
+    view: mb.ViewInstalled
+    was_quorate: bool
+    waiting_for: frozenset[int]
+    """Members whose ``QdeviceSynced`` for this ring must be delivered first."""
+    done: set[int]
+
+
 class NodeEngine:
     """One node of the cluster, sans-IO."""
 
@@ -223,11 +312,15 @@ class NodeEngine:
         self.vq_tracking = VoteQuorumTracking()
         self._waiting: list[tuple[int, Command]] = []
         self._vq_requests: dict[int, tuple[int, Command]] = {}
+        self._fifo: list[tuple[OrderedPayload, tuple[int, Command] | None]] = []
+        self._fifo_in_flight: int | None = None
+        """Request id of the votequorum state message in flight (see ``_multicast``)."""
         self._members: tuple[int, ...] = ()
         self._view_ring = RingId(0, 0)
         """The view clients were last told about: ordered messages of an old ring that
         are caught up at a view change still belong to the old view."""
         self._in_sync = False
+        self._sync_wait: _SyncWait | None = None
         self.ready = False
         """True once the first view is installed: clients are admitted from then on."""
         self._persist()
@@ -263,9 +356,7 @@ class NodeEngine:
     def handle_command(self, conn: int, command: Command, now_ms: int) -> None:
         """A client request; the answer comes out as a ``Replied`` event."""
         self._tick(now_ms)
-        if (isinstance(command, QuorumGetType | QuorumGetQuorate | QuorumTrackStart
-                       | QuorumTrackStop)
-                and self.membership.state is mb.State.GATHER):
+        if self._must_wait(command):
             self._waiting.append((conn, command))  # quorum requests wait during sync
             return
         self._execute(conn, command, now_ms)
@@ -337,6 +428,11 @@ class NodeEngine:
             raise ValueError(f"now_ms went backwards: {now_ms} < {self._now}")
         self._now = now_ms
 
+    def _must_wait(self, command: Command) -> bool:
+        """Quorum-service requests wait while a view is being agreed or synced."""
+        return isinstance(command, _QUORUM_COMMANDS) and (
+            self.membership.state is mb.State.GATHER or self._sync_wait is not None)
+
     def _infos(self) -> tuple[NodeInfo, ...]:
         if self.vq is None:
             return ()
@@ -350,7 +446,12 @@ class NodeEngine:
         while True:
             ev = self.membership.next_event()
             if ev is None:
-                break
+                # votequorum may have asked for multicasts (delivered at once when we
+                # are the representative): handle those deliveries in this pump too
+                self._drain_vq()
+                ev = self.membership.next_event()
+                if ev is None:
+                    break
             if isinstance(ev, mb.SeqPersisted):
                 self._stored = replace(self._stored, max_seq=ev.max_seq)
                 self._persist()
@@ -360,7 +461,6 @@ class NodeEngine:
                 self._on_ordered(ev)
             elif isinstance(ev, mb.GatherEntered):
                 self._events.append(LogRecord("debug", "TOTEM", f"gather: {ev.reason}"))
-        self._drain_vq()
         self.membership.set_infos(self._infos())
         for out in self.membership.take_outgoing():
             data = self._channel.seal(encode(out.message))
@@ -371,25 +471,62 @@ class NodeEngine:
     def _on_view(self, ev: mb.ViewInstalled) -> None:
         self._view_ring = ev.ring
         self._members = ev.members
+        self._sync_wait = None  # a newer view ends (aborts) a sync still waiting
         self.quorum.sync_started(ev.ring, ev.members)
         self.quorum.nodelist_activated(ev.transitional)
         self._flush_notifications()
         was_quorate = self.quorum.quorate
-        if self.vq is not None:
-            self._in_sync = True
-            self.vq.sync_init(ev.transitional, ev.members, ev.ring, self._now)
-            self.vq_tracking.nodelist(ev.ring, ev.members)
-            sender = 0
-            for info in ev.infos:
-                # each member's NODEINFO is followed by its qdevice's (nodeid 0)
-                sender = info.nodeid or sender
-                if len(ev.members) > 1 and info.flags & NodeFlag.FIRST:
-                    # Corosync sends NODEINFO after sync_init cleared FIRST
-                    info = replace(info, flags=info.flags & ~NodeFlag.FIRST)
-                self.vq.deliver_nodeinfo(info, self._now, sender=sender)
-            self.vq.sync_activate(self._now)
+        if self.vq is None:
+            self._finish_view(ev, was_quorate)
+            return
+        vq = self.vq
+        self._in_sync = True
+        vq.sync_init(ev.transitional, ev.members, ev.ring, self._now)
+        self.vq_tracking.nodelist(ev.ring, ev.members)
+        sender = 0
+        for info in ev.infos:
+            # each member's NODEINFO is followed by its qdevice's (nodeid 0)
+            sender = info.nodeid or sender
+            if len(ev.members) > 1 and info.flags & NodeFlag.FIRST:
+                # Corosync sends NODEINFO after sync_init cleared FIRST
+                info = replace(info, flags=info.flags & ~NodeFlag.FIRST)
+            vq.deliver_nodeinfo(info, self._now, sender=sender)
+        # Members whose device was alive (by the INSTALL, the same on every member) end
+        # their sync step with QdeviceSynced once their device polled with this ring;
+        # we activate after all of them (Corosync's sync barrier waits the same way).
+        waiting_for = {i.nodeid for i in ev.infos
+                       if i.nodeid and i.flags & _QDEVICE_WAITING == _QDEVICE_WAITING}
+        if vq.sync_waiting:
+            waiting_for.add(self.node_id)
+        elif self.node_id in waiting_for:  # our device's timer expired since our JOIN
+            self._multicast(QdeviceSynced(ev.ring, vq.local_nodeinfo()))
+        if vq.qdevice_name:  # Corosync re-sends the registration in every sync
+            self._multicast(QdeviceReg(QdeviceOperation.REGISTER, vq.qdevice_name))
+        if waiting_for:
+            self._sync_wait = _SyncWait(ev, was_quorate, frozenset(waiting_for), set())
             self._drain_vq()
-            self._in_sync = False
+            self._flush_notifications()  # the device learns the ring it must poll with
+            return
+        self._activate(ev, was_quorate)
+
+    def _activate(self, ev: mb.ViewInstalled, was_quorate: bool) -> None:
+        """votequorum's sync_activate for view ``ev``, then the view is complete."""
+        assert self.vq is not None
+        self.vq.sync_activate(self._now)
+        self._drain_vq()
+        self._in_sync = False
+        self._finish_view(ev, was_quorate)
+
+    def _maybe_activate(self) -> None:
+        """Activate a waiting view once our device and every waited-for member are done."""
+        sync = self._sync_wait
+        if (sync is None or self.vq is None or self.vq.sync_waiting
+                or not sync.waiting_for <= sync.done):
+            return
+        self._sync_wait = None
+        self._activate(sync.view, sync.was_quorate)
+
+    def _finish_view(self, ev: mb.ViewInstalled, was_quorate: bool) -> None:
         members = " ".join(str(m) for m in ev.members)
         self._events.append(LogRecord("notice", "QUORUM", f"Members[{len(ev.members)}]: {members}"))
         if self.quorum.quorate != was_quorate:
@@ -398,7 +535,10 @@ class NodeEngine:
         self.ready = True
         waiting, self._waiting = self._waiting, []
         for conn, cmd in waiting:
-            self._execute(conn, cmd, self._now)
+            if self._must_wait(cmd):
+                self._waiting.append((conn, cmd))
+            else:
+                self._execute(conn, cmd, self._now)
 
     def _log_primary(self, *, in_view: bool) -> None:
         text = ("This node is within the primary component and will provide service."
@@ -411,17 +551,60 @@ class NodeEngine:
                 QuorumChanged(self.quorum.quorate, self._view_ring, self._members))
 
     def _on_ordered(self, ev: mb.OrderedDelivered) -> None:
-        if self.vq is None:
+        vq = self.vq
+        if vq is None:
             return
-        if isinstance(ev.payload, Reconfigure):
-            self.vq.deliver_reconfigure(ev.payload, self._now)
-        elif isinstance(ev.payload, NodeInfo):
-            self.vq.deliver_nodeinfo(ev.payload, self._now, sender=ev.origin)
+        pending = self._vq_requests.pop(ev.request_id, None) if ev.origin == self.node_id else None
+        error = CsErr.CS_OK
+        payload = ev.payload
+        if isinstance(payload, Reconfigure):
+            vq.deliver_reconfigure(payload, self._now)
+        elif isinstance(payload, NodeInfo):
+            vq.deliver_nodeinfo(payload, self._now, sender=ev.origin)
+        elif isinstance(payload, QdeviceReg):
+            own = pending is not None and isinstance(pending[1], VqQdeviceRegister)
+            answer = vq.deliver_qdevice_reg(payload, self._now, origin=ev.origin,
+                                            own_request=own)
+            error = answer if answer is not None else error
+        elif isinstance(payload, QdeviceRename):
+            vq.deliver_qdevice_rename(payload, self._now)
+        elif isinstance(payload, QdeviceSynced) and payload.info.nodeid == ev.origin:
+            if payload.ring == vq.ring:  # older rings' states came in a newer INSTALL
+                vq.deliver_nodeinfo(payload.info, self._now, sender=ev.origin)
+            if self._sync_wait is not None and payload.ring == self._sync_wait.view.ring:
+                self._sync_wait.done.add(ev.origin)
         self._drain_vq()
-        if ev.origin == self.node_id:
-            pending = self._vq_requests.pop(ev.request_id, None)
-            if pending is not None:
-                self._events.append(Replied(pending[0], pending[1], CsErr.CS_OK))
+        if pending is not None:
+            self._events.append(Replied(pending[0], pending[1], error))
+        if ev.origin == self.node_id and ev.request_id == self._fifo_in_flight:
+            self._fifo_in_flight = None
+            self._multicast_next()
+        self._maybe_activate()
+
+    def _multicast(self, payload: OrderedPayload,
+                   waiter: tuple[int, Command] | None = None) -> None:
+        """Multicast one of votequorum's state messages (NODEINFO, QDEVICE_REG,
+        QDEVICE_RECONFIGURE, QdeviceSynced) in agreed order, one at a time.
+
+        Totem delivers each sender's messages in the order it sent them; our sequencer
+        orders requests as they reach the representative, so two NODEINFOs sent in a
+        row could swap and leave our older flags everywhere.  These messages therefore
+        go out one after the other: the next is submitted when the previous one came
+        back.  ``waiter`` (connection, command) is answered when it is delivered.
+        (RECONFIGURE requests keep their direct path; only a quorum device produces
+        messages here.)
+        """
+        self._fifo.append((payload, waiter))
+        self._multicast_next()
+
+    def _multicast_next(self) -> None:
+        if self._fifo_in_flight is not None or not self._fifo:
+            return
+        payload, waiter = self._fifo.pop(0)
+        rid = self.membership.submit(payload, self._now)
+        self._fifo_in_flight = rid
+        if waiter is not None:
+            self._vq_requests[rid] = waiter
 
     def _drain_vq(self) -> None:
         if self.vq is None:
@@ -438,7 +621,11 @@ class NodeEngine:
                 self._stored = replace(self._stored, ev_barrier=vev.value)
                 self._persist()
             elif isinstance(vev, NodeinfoBroadcastRequested):
-                self.membership.submit(vev.info, self._now)
+                self._multicast(vev.info)
+            elif isinstance(vev, QdeviceBroadcastRequested):
+                self._multicast(vev.payload)
+            elif isinstance(vev, SyncWaitEnded):
+                self._multicast(QdeviceSynced(self.vq.ring, vev.info))
             elif isinstance(vev, Logged):
                 self._events.append(LogRecord(vev.level, "VOTEQ", vev.message))
             elif isinstance(vev, ExpectedVotesNotified):
@@ -487,6 +674,25 @@ class NodeEngine:
             return
         if isinstance(cmd, VqTrackStop):
             self._reply(conn, cmd, self.vq_tracking.trackstop(conn))
+            return
+        if isinstance(cmd, VqQdeviceRegister):
+            answer = vq.qdevice_register(cmd.name)
+            if answer is not None:
+                self._reply(conn, cmd, answer)
+                return
+            self._multicast(QdeviceReg(QdeviceOperation.REGISTER, cmd.name), (conn, cmd))
+            return
+        if isinstance(cmd, VqQdevicePoll):
+            self._reply(conn, cmd, vq.qdevice_poll(cmd.name, cmd.cast_vote, cmd.ring, now_ms))
+            return
+        if isinstance(cmd, VqQdeviceMasterWins):
+            self._reply(conn, cmd, vq.qdevice_master_wins(cmd.name, cmd.allow))
+            return
+        if isinstance(cmd, VqQdeviceUnregister):
+            self._reply(conn, cmd, vq.qdevice_unregister(cmd.name))
+            return
+        if isinstance(cmd, VqQdeviceUpdate):
+            self._reply(conn, cmd, vq.qdevice_update(cmd.old_name, cmd.new_name))
             return
         if isinstance(cmd, VqSetExpected):
             err = vq.check_setexpected(cmd.expected_votes)

@@ -43,8 +43,43 @@ The routines are named after Corosync's:
     ``deliver_nodeinfo``             ``message_handler_req_exec_votequorum_nodeinfo``
     ``deliver_reconfigure``          ``message_handler_req_exec_votequorum_reconfigure``
     ``sync_init``/``sync_activate``  ``votequorum_sync_init``/``votequorum_sync_activate``
-    ``handle_timer``                 ``votequorum_last_man_standing_timer_fn``
+    ``handle_timer``                 ``votequorum_last_man_standing_timer_fn``,
+                                     ``qdevice_timer_fn``
+    ``qdevice_register`` ...         ``message_handler_req_lib_votequorum_qdevice_*``
+    ``deliver_qdevice_reg``          ``message_handler_req_exec_votequorum_qdevice_reg``
+    ``deliver_qdevice_rename``       ``..._exec_votequorum_qdevice_reconfigure``
     ===============================  ============================================
+
+Quorum device (spec 4.9).  The local device's state lives in our own node flags
+(REGISTERED, ALIVE, CAST_VOTE, MASTER_WINS), which every member learns from our
+NODEINFO; the name is recorded cluster-wide.  One timer serves the device: the poll
+timeout (``quorum.device.timeout``) or, during a sync, ``sync_timeout``::
+
+    state / input                          effect
+    -------------------------------------  -------------------------------------------
+    register, disabled by config           ACCESS
+    register, registered                   same name: OK; other name: EXIST
+    register, one in flight                TRY_AGAIN
+    register                               None: the caller multicasts QDEVICE_REG and
+                                           answers with ``deliver_qdevice_reg``
+    own QDEVICE_REG delivered              adopt name if none; match: REGISTERED,
+                                           NODEINFO(qdevice) + NODEINFO(us), OK; else EXIST
+    poll                                   ACCESS / NOT_EXIST / MESSAGE_ERROR (ring is
+                                           not the last sync_init's) / INVALID_PARAM, in
+                                           that order; else ALIVE, CAST_VOTE = cast_vote,
+                                           timer = timeout, NODEINFO if flags changed
+    timer expires, ALIVE                   clear ALIVE and CAST_VOTE, NODEINFO
+    sync_init, REGISTERED and ALIVE        sync wait: timer = sync_timeout
+    poll / timer / unregister in the wait  wait over: ``SyncWaitEnded(our NODEINFO)``
+                                           instead of the NODEINFO
+    master_wins                            ACCESS / NOT_EXIST / INVALID_PARAM; set flag
+                                           (NODEINFO if changed) and the 4.4 override
+    unregister                             NOT_EXIST / INVALID_PARAM; stop timer, clear
+                                           the four flags, NODEINFO, QDEVICE_REG(0)
+    update                                 NOT_EXIST / INVALID_PARAM; QDEVICE_RECONFIGURE
+
+The device's votes come only from the configuration (4.2 #13) and count in the quorum
+of the node whose device casts them (``_calculate_quorum``).
 
 Notification rule (spec 3.12, 4.4 step 7): ``QuorumNotified`` is emitted at every
 ``sync_activate`` and, outside a sync, only when the quorate bit flips.  Between
@@ -63,7 +98,15 @@ from typing import Final
 from pyquorum.config.model import ClusterConfig
 from pyquorum.errors import CsErr, CsError
 from pyquorum.types import NULL_RING, RingId
-from pyquorum.wire.messages import NodeFlag, NodeInfo, Reconfigure, ReconfigureParam
+from pyquorum.wire.messages import (
+    NodeFlag,
+    NodeInfo,
+    QdeviceOperation,
+    QdeviceReg,
+    QdeviceRename,
+    Reconfigure,
+    ReconfigureParam,
+)
 
 __all__ = [
     "VOTEQUORUM_INFO_ALLOW_DOWNSCALE",
@@ -86,7 +129,9 @@ __all__ = [
     "Logged",
     "NodeState",
     "NodeinfoBroadcastRequested",
+    "QdeviceBroadcastRequested",
     "QuorumNotified",
+    "SyncWaitEnded",
     "VoteQuorum",
     "VoteQuorumInfo",
     "VoteQuorumInfoFlag",
@@ -199,8 +244,29 @@ class Logged:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class QdeviceBroadcastRequested:
+    """votequorum wants a QDEVICE_REG (unregister) or QDEVICE_RECONFIGURE multicast.
+
+    Emitted after the NODEINFO that precedes it, so the driver multicasts them in order.
+    """
+
+    payload: QdeviceReg | QdeviceRename
+
+
+@dataclass(frozen=True, slots=True)
+class SyncWaitEnded:
+    """The sync wait for our quorum device is over (spec 4.7): it polled with the new
+    ring, ``sync_timeout`` expired or it was unregistered.  ``info`` is our NODEINFO
+    now; the engine multicasts it as this node's end of votequorum's sync step (in
+    place of the NODEINFO Corosync would send for a flag change at that moment)."""
+
+    info: NodeInfo
+
+
 VqEvent = (
-    QuorumNotified | ExpectedVotesNotified | BarrierPersisted | NodeinfoBroadcastRequested | Logged
+    QuorumNotified | ExpectedVotesNotified | BarrierPersisted | NodeinfoBroadcastRequested
+    | QdeviceBroadcastRequested | SyncWaitEnded | Logged
 )
 
 
@@ -294,6 +360,14 @@ class VoteQuorum:
         self._qdevice_name = ""
         self._qdevice_can_operate = True
         self._qdevice_master_wins = False
+        self._qdevice_timeout_ms = 10000
+        self._qdevice_sync_timeout_ms = 30000
+        self._qdevice_deadline_ms: int | None = None
+        """The device timer (``qdevice_timer``): poll timeout, or sync_timeout in a sync."""
+        self._qdevice_reg_pending = False
+        """A registration is in flight (Corosync's ``qdevice_reg_conn != NULL``)."""
+        self._sync_wait = False
+        """``sync_wait_for_poll_or_timeout``: the sync waits for our device's poll."""
 
         self._quorum = 0
         self._cluster_is_quorate = False
@@ -423,6 +497,26 @@ class VoteQuorum:
         return self._qdevice_name
 
     @property
+    def qdevice_registered(self) -> bool:
+        """Our quorum device is registered (QDEVICE_REGISTERED on ``us``)."""
+        return _has(self._us.flags, NodeFlag.QDEVICE_REGISTERED)
+
+    @property
+    def qdevice_can_operate(self) -> bool:
+        """False when the configuration disabled the quorum device (spec 4.2)."""
+        return self._qdevice_can_operate
+
+    @property
+    def master_wins(self) -> bool:
+        """master_wins as last set through ``qdevice_master_wins``."""
+        return self._qdevice_master_wins
+
+    @property
+    def sync_waiting(self) -> bool:
+        """The current sync waits for our device to poll with the new ring (spec 4.7)."""
+        return self._sync_wait
+
+    @property
     def ring(self) -> RingId:
         """The ring id recorded at the last ``sync_init``."""
         return self._ring
@@ -491,14 +585,18 @@ class VoteQuorum:
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> int | None:
-        """The earliest deadline (ms) of our timers (the LMS window), or None."""
-        return self._lms_deadline_ms
+        """The earliest deadline (ms) of our timers (LMS window, quorum device), or None."""
+        deadlines = [t for t in (self._lms_deadline_ms, self._qdevice_deadline_ms)
+                     if t is not None]
+        return min(deadlines) if deadlines else None
 
     def handle_timer(self, now_ms: int) -> None:
         """Run every timer whose deadline is <= ``now_ms``."""
         self._now_ms = now_ms
         if self._lms_deadline_ms is not None and self._lms_deadline_ms <= now_ms:
             self._last_man_standing_timer_fn()
+        if self._qdevice_deadline_ms is not None and self._qdevice_deadline_ms <= now_ms:
+            self._qdevice_timer_fn()
 
     def _last_man_standing_timer_fn(self) -> None:
         """LMS window expired: if quorate, let expected votes follow the current members."""
@@ -543,6 +641,20 @@ class VoteQuorum:
         self._previous_quorum_members = self._quorum_members
         self._quorum_members = new_members
         self._ring = ring
+
+        # wait for the device to poll with the new ring (or sync_timeout); this
+        # replaces the poll timer, as Corosync's sync_init does
+        self._sync_wait = False
+        if _has(self._us.flags, NodeFlag.QDEVICE_REGISTERED) and _has(
+            self._us.flags, NodeFlag.QDEVICE_ALIVE
+        ):
+            self._qdevice_deadline_ms = now_ms + self._qdevice_sync_timeout_ms
+            self._sync_wait = True
+            self._log(
+                "info",
+                f"waiting for quorum device {self._qdevice_name} poll (but maximum for "
+                f"{self._qdevice_sync_timeout_ms} ms)",
+            )
 
     def sync_activate(self, now_ms: int) -> None:
         """End of sync: ``recalc(0, 0)``, always notify, leave the sync state."""
@@ -646,6 +758,185 @@ class VoteQuorum:
             self._recalculate_quorum(allow_decrease=False, by_current_nodes=False)
         else:
             self._log("warning", f"Unknown RECONFIGURE parameter {msg.param} ignored")
+
+    def deliver_qdevice_reg(
+        self, msg: QdeviceReg, now_ms: int, *, origin: int, own_request: bool
+    ) -> CsErr | None:
+        """A QDEVICE_REG delivered in agreed order (``origin`` multicast it).
+
+        REGISTER from another node only records the name when none is recorded.
+        ``own_request`` marks the message our pending ``qdevice_register`` sent: the
+        name is adopted if none is recorded; if it matches the recorded name we get
+        QDEVICE_REGISTERED and multicast NODEINFO for the qdevice and for us, and the
+        answer is CS_OK, else CS_ERR_EXIST (another node's device registered first).
+        Our own REGISTER that is not that request (the re-send of a sync) changes
+        nothing.  UNREGISTER wipes the recorded name unless some MEMBER entry still has
+        QDEVICE_REGISTERED.  Returns the answer for the pending registration, else None.
+        """
+        self._now_ms = now_ms
+        self._log("debug", f"Received qdevice op {msg.operation} req from node {origin} "
+                           f"[{msg.name}]")
+        if msg.operation == QdeviceOperation.REGISTER:
+            if not own_request:
+                if origin != self._node_id and not self._qdevice_name:
+                    self._log("debug", "Remote qdevice name recorded")
+                    self._qdevice_name = msg.name
+                return None
+            self._qdevice_reg_pending = False
+            if not self._qdevice_name:
+                self._qdevice_name = msg.name
+            if msg.name != self._qdevice_name:
+                self._log(
+                    "warning",
+                    f"A new qdevice with different name (new: {msg.name} old: "
+                    f"{self._qdevice_name}) is trying to register!",
+                )
+                return CsErr.CS_ERR_EXIST
+            self._us.flags |= NodeFlag.QDEVICE_REGISTERED
+            self._emit(NodeinfoBroadcastRequested(self.qdevice_nodeinfo()))
+            self._emit(NodeinfoBroadcastRequested(self.local_nodeinfo()))
+            return CsErr.CS_OK
+        if msg.operation == QdeviceOperation.UNREGISTER and not any(
+            _has(n.flags, NodeFlag.QDEVICE_REGISTERED) for n in self._members()
+        ):
+            self._qdevice_name = ""
+        return None
+
+    def deliver_qdevice_rename(self, msg: QdeviceRename, now_ms: int) -> None:
+        """A QDEVICE_RECONFIGURE: rename the recorded device if its name is ``oldname``."""
+        self._now_ms = now_ms
+        self._log("debug", f"Received qdevice name change req [from: {msg.oldname} to: "
+                           f"{msg.newname}]")
+        if msg.oldname == self._qdevice_name:
+            self._log("debug", "Allowing qdevice rename")
+            self._qdevice_name = msg.newname
+
+    # ------------------------------------------------------------ quorum device (spec 4.9)
+    def qdevice_register(self, name: str) -> CsErr | None:
+        """``votequorum_qdevice_register``: an error, CS_OK, or None (deferred).
+
+        None means a registration is now in flight: the caller multicasts
+        ``QdeviceReg(REGISTER, name)`` and answers with what ``deliver_qdevice_reg``
+        returns when that message comes back in agreed order.
+        """
+        if not self._qdevice_can_operate:
+            self._log("info", "Registration of quorum device is disabled by incorrect "
+                              "corosync.conf. See logs for more information")
+            return CsErr.CS_ERR_ACCESS
+        if _has(self._us.flags, NodeFlag.QDEVICE_REGISTERED):
+            if name == self._qdevice_name:
+                return CsErr.CS_OK
+            self._log(
+                "warning",
+                f"A new qdevice with different name (new: {name} old: {self._qdevice_name}) "
+                "is trying to re-register!",
+            )
+            return CsErr.CS_ERR_EXIST
+        if self._qdevice_reg_pending:
+            self._log("warning", "Registration request already in progress")
+            return CsErr.CS_ERR_TRY_AGAIN
+        self._qdevice_reg_pending = True
+        return None
+
+    def qdevice_poll(self, name: str, cast_vote: int, ring: RingId, now_ms: int) -> CsErr:
+        """``votequorum_qdevice_poll``: checks in the order disabled (ACCESS), not
+        registered (NOT_EXIST), ring id other than the last sync's (MESSAGE_ERROR, the
+        poll is ignored), name mismatch (INVALID_PARAM).  Then ALIVE is set, CAST_VOTE
+        set or cleared, NODEINFO multicast if our flags changed, the device timer
+        re-armed for ``quorum.device.timeout`` and a sync wait released."""
+        self._now_ms = now_ms
+        if not self._qdevice_can_operate:
+            return CsErr.CS_ERR_ACCESS
+        if not _has(self._us.flags, NodeFlag.QDEVICE_REGISTERED):
+            return CsErr.CS_ERR_NOT_EXIST
+        if ring != self._ring:
+            self._log("debug", f"Received poll ring id ({ring}) != last sync ring id "
+                               f"({self._ring}). Ignoring poll call.")
+            return CsErr.CS_ERR_MESSAGE_ERROR
+        if name != self._qdevice_name:
+            return CsErr.CS_ERR_INVALID_PARAM
+        old_flags = self._us.flags
+        self._us.flags |= NodeFlag.QDEVICE_ALIVE
+        if cast_vote:
+            self._us.flags |= NodeFlag.QDEVICE_CAST_VOTE
+        else:
+            self._us.flags &= ~NodeFlag.QDEVICE_CAST_VOTE
+        self._qdevice_deadline_ms = now_ms + self._qdevice_timeout_ms
+        if self._sync_wait:
+            self._end_sync_wait()
+        elif self._us.flags != old_flags:
+            self._emit(NodeinfoBroadcastRequested(self.local_nodeinfo()))
+        return CsErr.CS_OK
+
+    def qdevice_master_wins(self, name: str, allow: int) -> CsErr:
+        """``votequorum_qdevice_master_wins``: disabled (ACCESS), not registered
+        (NOT_EXIST), name mismatch (INVALID_PARAM); else set or clear MASTER_WINS
+        (NODEINFO multicast if it changed) and the master_wins override of 4.4."""
+        if not self._qdevice_can_operate:
+            return CsErr.CS_ERR_ACCESS
+        if not _has(self._us.flags, NodeFlag.QDEVICE_REGISTERED):
+            return CsErr.CS_ERR_NOT_EXIST
+        if name != self._qdevice_name:
+            return CsErr.CS_ERR_INVALID_PARAM
+        old_flags = self._us.flags
+        if allow:
+            self._us.flags |= NodeFlag.QDEVICE_MASTER_WINS
+        else:
+            self._us.flags &= ~NodeFlag.QDEVICE_MASTER_WINS
+        if self._us.flags != old_flags:
+            self._emit(NodeinfoBroadcastRequested(self.local_nodeinfo()))
+        self._qdevice_master_wins = bool(allow)
+        return CsErr.CS_OK
+
+    def qdevice_unregister(self, name: str) -> CsErr:
+        """``votequorum_qdevice_unregister``: not registered (NOT_EXIST), name mismatch
+        (INVALID_PARAM); else stop the device timer (releasing a sync wait), clear
+        REGISTERED, ALIVE, CAST_VOTE and MASTER_WINS, multicast our NODEINFO, then the
+        unregister message.  Needs no ``qdevice_can_operate``, as in Corosync."""
+        if not _has(self._us.flags, NodeFlag.QDEVICE_REGISTERED):
+            return CsErr.CS_ERR_NOT_EXIST
+        if name != self._qdevice_name:
+            return CsErr.CS_ERR_INVALID_PARAM
+        self._qdevice_deadline_ms = None
+        self._us.flags &= ~(
+            NodeFlag.QDEVICE_REGISTERED | NodeFlag.QDEVICE_ALIVE | NodeFlag.QDEVICE_CAST_VOTE
+            | NodeFlag.QDEVICE_MASTER_WINS
+        )
+        if self._sync_wait:
+            self._end_sync_wait()
+        else:
+            self._emit(NodeinfoBroadcastRequested(self.local_nodeinfo()))
+        self._emit(QdeviceBroadcastRequested(QdeviceReg(QdeviceOperation.UNREGISTER, name)))
+        return CsErr.CS_OK
+
+    def qdevice_update(self, old_name: str, new_name: str) -> CsErr:
+        """``votequorum_qdevice_update``: not registered (NOT_EXIST), ``old_name`` not
+        the recorded name (INVALID_PARAM); else multicast the rename."""
+        if not _has(self._us.flags, NodeFlag.QDEVICE_REGISTERED):
+            return CsErr.CS_ERR_NOT_EXIST
+        if old_name != self._qdevice_name:
+            return CsErr.CS_ERR_INVALID_PARAM
+        self._emit(QdeviceBroadcastRequested(QdeviceRename(old_name, new_name)))
+        return CsErr.CS_OK
+
+    def _qdevice_timer_fn(self) -> None:
+        """The device did not poll in time: withdraw its vote, stay registered."""
+        self._qdevice_deadline_ms = None
+        if not _has(self._us.flags, NodeFlag.QDEVICE_ALIVE):
+            # Corosync returns here; a sync wait cannot outlive its timer in pyquorum
+            if self._sync_wait:
+                self._end_sync_wait()
+            return
+        self._us.flags &= ~(NodeFlag.QDEVICE_ALIVE | NodeFlag.QDEVICE_CAST_VOTE)
+        self._log("info", f"lost contact with quorum device {self._qdevice_name}")
+        if self._sync_wait:
+            self._end_sync_wait()
+        else:
+            self._emit(NodeinfoBroadcastRequested(self.local_nodeinfo()))
+
+    def _end_sync_wait(self) -> None:
+        self._sync_wait = False
+        self._emit(SyncWaitEnded(self.local_nodeinfo()))
 
     # ------------------------------------------------------------ client requests
     def check_setexpected(self, expected: int) -> CsErr:
@@ -844,6 +1135,9 @@ class VoteQuorum:
         if expected_votes:
             self._us.expected_votes = expected_votes
         self._qdevice.votes = qdevice_votes if (have_qdevice and qdevice_votes) else 0
+        if device is not None:
+            self._qdevice_timeout_ms = device.timeout_ms
+            self._qdevice_sync_timeout_ms = device.sync_timeout_ms
         self._ev_barrier = self._us.expected_votes
         if self._wait_for_all:
             self._update_wait_for_all_status(True)

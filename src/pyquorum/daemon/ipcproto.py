@@ -41,6 +41,11 @@ from pyquorum.core.engine import (
     QuorumTrackStop,
     Replied,
     VqGetInfo,
+    VqQdeviceMasterWins,
+    VqQdevicePoll,
+    VqQdeviceRegister,
+    VqQdeviceUnregister,
+    VqQdeviceUpdate,
     VqSetExpected,
     VqSetVotes,
     VqTrackStart,
@@ -197,12 +202,22 @@ def to_command(msg: object) -> Command | None:
         return VqTrackStart(msg.context, msg.flags)
     if isinstance(msg, ipc.VqTrackStopReq):
         return VqTrackStop()
+    return _qdevice_command(msg)
+
+
+def _qdevice_command(msg: object) -> Command | None:
+    """The quorum-device requests (each answered with ``VqStatusRes``)."""
+    if isinstance(msg, ipc.VqQdeviceRegisterReq):
+        return VqQdeviceRegister(msg.name)
+    if isinstance(msg, ipc.VqQdeviceUnregisterReq):
+        return VqQdeviceUnregister(msg.name)
+    if isinstance(msg, ipc.VqQdeviceUpdateReq):
+        return VqQdeviceUpdate(msg.old_name, msg.new_name)
+    if isinstance(msg, ipc.VqQdevicePollReq):
+        return VqQdevicePoll(msg.name, msg.cast_vote, msg.ring)
+    if isinstance(msg, ipc.VqQdeviceMasterWinsReq):
+        return VqQdeviceMasterWins(msg.name, msg.allow)
     return None
-
-
-QDEVICE_REQUESTS: Final = (ipc.VqQdeviceRegisterReq, ipc.VqQdeviceUnregisterReq,
-                           ipc.VqQdeviceUpdateReq, ipc.VqQdevicePollReq,
-                           ipc.VqQdeviceMasterWinsReq)
 
 
 def invalid_model(msg: object) -> bool:

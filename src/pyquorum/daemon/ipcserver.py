@@ -12,9 +12,9 @@ Per connection:
                                                   (error), close; CS_OK -> socketpair, reply
                                                   with the client's end (SCM_RIGHTS)
     await hello    any other frame / garbage      count malformed, close
-    open           request of our service         quorum/votequorum: engine command (answer
-                                                  when ``Replied`` comes); cmap, testhook,
-                                                  qdevice: answered at once
+    open           request of our service         quorum/votequorum (qdevice included):
+                                                  engine command (answer when ``Replied``
+                                                  comes); cmap, testhook: answered at once
     open           other service's request or     ErrorReply(INVALID_PARAM, type), keep open
                    unknown type
     open           malformed frame                count, log, close this connection only
@@ -431,9 +431,6 @@ class IpcServer:
         if isinstance(msg, ipc.TestBlockReq):
             self._backend.test_block(tuple(msg.nodeids))
             self._answer(client, ipc.VqStatusRes(int(CsErr.CS_OK)))
-            return
-        if isinstance(msg, proto.QDEVICE_REQUESTS):
-            self._answer(client, ipc.VqStatusRes(int(CsErr.CS_ERR_NOT_SUPPORTED)))
             return
         if proto.invalid_model(msg):
             self._answer(client, proto.error_response(msg, CsErr.CS_ERR_INVALID_PARAM))

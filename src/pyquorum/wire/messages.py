@@ -77,6 +77,13 @@ class Reconfigure:
     param: U8
 
 
+class QdeviceOperation(IntEnum):
+    """The ``operation`` of a QDEVICE_REG message (spec 4.6)."""
+
+    UNREGISTER = 0
+    REGISTER = 1
+
+
 @dataclass(frozen=True, slots=True)
 class QdeviceReg:
     """votequorum QDEVICE_REG: operation 1 = register, 0 = unregister."""
@@ -93,13 +100,30 @@ class QdeviceRename:
     newname: Str
 
 
-OrderedPayload = NodeInfo | Reconfigure | QdeviceReg | QdeviceRename
+@dataclass(frozen=True, slots=True)
+class QdeviceSynced:
+    """pyquorum only: the sender finished votequorum's sync step for ``ring``.
+
+    Corosync stalls its sync barrier while a member waits for its quorum device to
+    poll with the new ring id (spec 4.7).  pyquorum installs views atomically, so a
+    member whose device was alive in the view's INSTALL (or that waits for it)
+    multicasts this once its device polled with ``ring``, ``sync_timeout`` expired or
+    the device was unregistered; ``info`` is its NODEINFO at that moment.  Every member
+    activates ``ring`` only after it has delivered this message from each of them.
+    """
+
+    ring: RingId
+    info: NodeInfo
+
+
+OrderedPayload = NodeInfo | Reconfigure | QdeviceReg | QdeviceRename | QdeviceSynced
 
 PAYLOAD_TAGS: Final[dict[type, int]] = {
     NodeInfo: 0,
     Reconfigure: 1,
     QdeviceReg: 2,
     QdeviceRename: 3,
+    QdeviceSynced: 16,  # pyquorum only (Corosync's own ids end at 4)
 }
 
 
