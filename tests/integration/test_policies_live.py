@@ -48,6 +48,7 @@ from pyquorum.client import votequorum as vq
 from pyquorum.config.generate import LocalNode, render_local_config
 from pyquorum.config.model import QuorumConfig
 from pyquorum.errors import CsErr, CsError
+from pyquorum.sim.expectations import RUNTIME_KEYS, Expectation, parse_expectations
 from pyquorum.sim.scenario import cluster_config
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "sim" / "scenarios"
@@ -55,10 +56,6 @@ VIEW_WAIT_S = 40.0
 SNAPSHOT_WAIT_S = 5.0
 """Bound of a snapshot's poll; values are normally right at once after wait-view."""
 OK, INVALID_PARAM = CsErr.CS_OK, CsErr.CS_ERR_INVALID_PARAM
-
-RUNTIME_KEYS = {"wfa": "wait_for_all_status", "lowest": "lowest_node_id",
-                "highest_id": "highest_node_id", "ev_barrier": "ev_barrier",
-                "evt_barrier": "ev_tracking_barrier"}
 
 KNOWN_BUGS: dict[str, dict[str, tuple[str, ...]]] = {
     # as in tests/sim/test_policy_scenarios.py: the LEAVING NODEINFO of a clean stop
@@ -75,39 +72,6 @@ LEAVING_BUG = ("allow_downscale with a clean stop (SIGTERM): the LEAVING NODEINF
 
 
 # ====================================================================== script parsing
-@dataclass
-class Expectation:
-    """One ``#=`` line of a policy script (see tests/sim/test_policy_scenarios.py)."""
-
-    label: str
-    lineno: int
-    nodes: tuple[int, ...]
-    fields: dict[str, str]
-
-
-def parse_expectations(text: str) -> list[Expectation]:
-    out: list[Expectation] = []
-    label = ""
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if line.startswith("snapshot "):
-            label = line.split(None, 1)[1]
-        elif line.startswith("#="):
-            words = line[2:].split()
-            fields = {"flips": "0"}
-            for w in words[1:]:
-                if w in ("quorate", "inquorate"):
-                    fields["state"] = w
-                else:
-                    k, v = w.split("=", 1)
-                    fields[k] = v
-            if "state" in fields and "view" in fields:
-                fields["callback"] = f"{fields['state']} view={fields['view']}"
-            out.append(Expectation(label, lineno, tuple(int(x) for x in words[0].split(",")),
-                                   fields))
-    return out
-
-
 def quorum_options(q: QuorumConfig) -> dict[str, str | int]:
     """The corosync.conf ``quorum`` keys of a scenario ``cluster`` line."""
     opts: dict[str, str | int] = {}

@@ -8,7 +8,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ORACLE = REPO.parent / "shared" / "oracle"
-SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 
 @pytest.fixture

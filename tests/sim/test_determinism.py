@@ -8,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import SCENARIOS
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+"""Not imported from conftest: tests/integration has a conftest too, and which one
+``import conftest`` finds depends on collection order."""
 
 PROGRAM = r"""
 import hashlib, json, sys

@@ -14,10 +14,13 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from conftest import SCENARIOS
 
 from pyquorum.sim.scenario import run_script
 from pyquorum.sim.traces import write_traces
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+"""Not imported from conftest: tests/integration has a conftest too, and which one
+``import conftest`` finds depends on collection order."""
 
 TRACES = [
     "a_start3",

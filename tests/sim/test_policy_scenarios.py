@@ -28,13 +28,14 @@ Spec deviations found are listed in ``KNOWN_BUGS`` and checked by strict xfail t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SCENARIOS
 
 from pyquorum.core.engine import VqCancelWaitForAll
 from pyquorum.core.votequorum import VoteQuorumInfoFlag as F
+from pyquorum.sim.expectations import RUNTIME_KEYS, Expectation, parse_expectations
 from pyquorum.sim.scenario import (
     ScenarioError,
     ScenarioResult,
@@ -44,16 +45,16 @@ from pyquorum.sim.scenario import (
 )
 from pyquorum.sim.world import Simulator
 
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+"""Not imported from conftest: tests/integration has a conftest too, and which one
+``import conftest`` finds depends on collection order."""
+
 POLICIES = sorted(p.stem.removeprefix("policy_") for p in SCENARIOS.glob("policy_*.scn"))
 
 FLAG_WORDS = (("2Node", F.TWONODE), ("Quorate", F.QUORATE), ("WaitForAll", F.WAIT_FOR_ALL),
               ("LastManStanding", F.LAST_MAN_STANDING), ("AutoTieBreaker", F.AUTO_TIE_BREAKER),
               ("AllowDownscale", F.ALLOW_DOWNSCALE))
 """corosync-quorumtool's words for the getinfo flags, in its order (spec 7.2)."""
-
-RUNTIME_KEYS = {"wfa": "wait_for_all_status", "lowest": "lowest_node_id",
-                "highest_id": "highest_node_id", "ev_barrier": "ev_barrier",
-                "evt_barrier": "ev_tracking_barrier"}
 
 KNOWN_BUGS: dict[str, dict[str, tuple[str, ...]]] = {
     # Spec 4.5.5 / 4.6 NODEINFO step 1: with allow_downscale a clean stop sends NODEINFO
@@ -73,45 +74,6 @@ LEAVING_BUG = ("allow_downscale with a clean stop: the LEAVING NODEINFO carried 
                "(Membership._on_leave ignores Leave.infos), so survivors keep expected "
                "votes 3 instead of following the member count (spec 4.5.5, 4.6 NODEINFO "
                "step 1, 4.4 recalc step 6) and miss the quorate flip callback (3.12-B)")
-
-
-# ====================================================================== expectations
-@dataclass
-class Expectation:
-    """One ``#=`` line: ``fields`` expected on each of ``nodes`` at snapshot ``label``."""
-
-    label: str
-    lineno: int
-    nodes: tuple[int, ...]
-    fields: dict[str, str]
-
-
-def parse_expectations(text: str) -> list[Expectation]:
-    """The ``#=`` lines of a policy script, each tied to the snapshot above it."""
-    out: list[Expectation] = []
-    label: str | None = None
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if line.startswith("snapshot "):
-            label = line.split(None, 1)[1]
-        elif line.startswith("#="):
-            words = line[2:].split()
-            if label is None or not words:
-                raise ScenarioError(lineno, "'#=' needs NODES after a snapshot")
-            fields: dict[str, str] = {"flips": "0"}
-            for w in words[1:]:
-                if w in ("quorate", "inquorate"):
-                    fields["state"] = w
-                elif "=" in w:
-                    k, v = w.split("=", 1)
-                    fields[k] = v
-                else:
-                    raise ScenarioError(lineno, f"bad expectation {w!r}")
-            if "state" in fields and "view" in fields:
-                fields["callback"] = f"{fields['state']} view={fields['view']}"
-            nodes = tuple(int(x) for x in words[0].split(","))
-            out.append(Expectation(label, lineno, nodes, fields))
-    return out
 
 
 def flag_words(flags: int) -> str:
