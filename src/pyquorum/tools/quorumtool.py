@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, Protocol, TextIO
 
 from pyquorum import __version__
+from pyquorum.client import cmap, quorum, votequorum
 from pyquorum.errors import CsErr, CsError, cs_strerror
 from pyquorum.tools.qtformat import (
     INFO_QDEVICE_REGISTERED,
@@ -387,51 +388,35 @@ class RealClientApi:
 
     def quorum_initialize(self, notify: QuorumNotify) -> tuple[int, int]:
         """See ``ClientApi``."""
-        from pyquorum.client import quorum
-
         return quorum.quorum_initialize(quorum.QuorumCallbacks(quorum_notify_fn=notify),
                                         run_dir=self.run_dir)
 
     def quorum_finalize(self, handle: int) -> None:
         """See ``ClientApi``."""
-        from pyquorum.client import quorum
-
         quorum.quorum_finalize(handle)
 
     def quorum_fd_get(self, handle: int) -> int:
         """See ``ClientApi``."""
-        from pyquorum.client import quorum
-
         return quorum.quorum_fd_get(handle)
 
     def quorum_dispatch(self, handle: int, flags: int) -> None:
         """See ``ClientApi``."""
-        from pyquorum.client import quorum
-
         quorum.quorum_dispatch(handle, flags)
 
     def quorum_getquorate(self, handle: int) -> int:
         """See ``ClientApi``."""
-        from pyquorum.client import quorum
-
         return quorum.quorum_getquorate(handle)
 
     def quorum_trackstart(self, handle: int, flags: int) -> None:
         """See ``ClientApi``."""
-        from pyquorum.client import quorum
-
         quorum.quorum_trackstart(handle, flags)
 
     def quorum_trackstop(self, handle: int) -> None:
         """See ``ClientApi``."""
-        from pyquorum.client import quorum
-
         quorum.quorum_trackstop(handle)
 
     def votequorum_initialize(self, nodelist_notify: VqNodelistNotify) -> int:
         """See ``ClientApi``."""
-        from pyquorum.client import votequorum
-
         def on_nodelist(_handle: int, _context: int, ring_id: Any, nodeids: list[int]) -> None:
             nodelist_notify(int(ring_id.nodeid), int(ring_id.seq), len(nodeids))
 
@@ -440,32 +425,22 @@ class RealClientApi:
 
     def votequorum_finalize(self, handle: int) -> None:
         """See ``ClientApi``."""
-        from pyquorum.client import votequorum
-
         votequorum.votequorum_finalize(handle)
 
     def votequorum_fd_get(self, handle: int) -> int:
         """See ``ClientApi``."""
-        from pyquorum.client import votequorum
-
         return votequorum.votequorum_fd_get(handle)
 
     def votequorum_dispatch(self, handle: int, flags: int) -> None:
         """See ``ClientApi``."""
-        from pyquorum.client import votequorum
-
         votequorum.votequorum_dispatch(handle, flags)
 
     def votequorum_trackstart(self, handle: int, context: int, flags: int) -> None:
         """See ``ClientApi``."""
-        from pyquorum.client import votequorum
-
         votequorum.votequorum_trackstart(handle, context, flags)
 
     def votequorum_getinfo(self, handle: int, nodeid: int) -> NodeVqInfo:
         """See ``ClientApi``."""
-        from pyquorum.client import votequorum
-
         i = votequorum.votequorum_getinfo(handle, nodeid)
         return NodeVqInfo(
             node_id=i.node_id, node_state=i.node_state, node_votes=i.node_votes,
@@ -476,26 +451,18 @@ class RealClientApi:
 
     def votequorum_setexpected(self, handle: int, expected_votes: int) -> None:
         """See ``ClientApi``."""
-        from pyquorum.client import votequorum
-
         votequorum.votequorum_setexpected(handle, expected_votes)
 
     def votequorum_setvotes(self, handle: int, nodeid: int, votes: int) -> None:
         """See ``ClientApi``."""
-        from pyquorum.client import votequorum
-
         votequorum.votequorum_setvotes(handle, nodeid, votes)
 
     def votequorum_qdevice_unregister(self, handle: int, name: str) -> None:
         """See ``ClientApi``."""
-        from pyquorum.client import votequorum
-
         votequorum.votequorum_qdevice_unregister(handle, name)
 
     def cmap_get_prefix(self, prefix: str) -> dict[str, str]:
         """See ``ClientApi``."""
-        from pyquorum.client import cmap
-
         return dict(cmap.cmap_get_prefix(prefix, run_dir=self.run_dir))
 
 
