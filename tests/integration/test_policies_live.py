@@ -57,18 +57,9 @@ SNAPSHOT_WAIT_S = 5.0
 """Bound of a snapshot's poll; values are normally right at once after wait-view."""
 OK, INVALID_PARAM = CsErr.CS_OK, CsErr.CS_ERR_INVALID_PARAM
 
-KNOWN_BUGS: dict[str, dict[str, tuple[str, ...]]] = {
-    # as in tests/sim/test_policy_scenarios.py: the LEAVING NODEINFO of a clean stop
-    # (allow_downscale) is never delivered to votequorum
-    "allow_downscale": {"node3-stopped": ("expected", "highest"),
-                        "node2-stopped": ("expected", "highest", "flips")},
-}
-LEAVING_BUG = ("allow_downscale with a clean stop (SIGTERM): the LEAVING NODEINFO that "
-               "pyquorumd puts in its membership LEAVE message is never delivered to "
-               "votequorum (Membership._on_leave ignores Leave.infos), so the survivors "
-               "keep expected votes 3 instead of following the member count (spec 4.5.5, "
-               "4.6 NODEINFO step 1, 4.4 recalc step 6) and node 1 gets no quorum callback "
-               "for its quorate flip in the old ring (3.12-B)")
+KNOWN_BUGS: dict[str, dict[str, tuple[str, ...]]] = {}
+"""Spec deviations, {script: {snapshot label: fields}}, as in
+tests/sim/test_policy_scenarios.py; empty since the allow_downscale LEAVING fix."""
 
 
 # ====================================================================== script parsing
@@ -505,14 +496,17 @@ class TestAllowDownscale:
 
     POLICY = "allow_downscale"
 
-    def test_steps_except_the_leaving_effect(self, script: LiveScript) -> None:
+    def test_every_step(self, script: LiveScript) -> None:
         assert script.stopped_at is None
         assert_steps(script)
 
-    @pytest.mark.xfail(strict=True, reason=LEAVING_BUG)
     def test_clean_stop_follows_the_member_count(self, script: LiveScript) -> None:
-        bad = script.mismatches(only=KNOWN_BUGS["allow_downscale"])
-        assert bad == [], "\n".join(bad)
+        """SIGTERM multicasts NODEINFO with LEAVING before the LEAVE: the survivors'
+        expected votes follow the member count; a kill leaves them at 3."""
+        assert script.mismatches(only={"node3-stopped": ("expected", "highest"),
+                                       "node2-stopped": ("expected", "highest", "flips"),
+                                       "node3-killed": ("expected",)}) == []
+        assert script.observed["node3-stopped"][1]["expected"] == "2"
 
 
 class TestExpectedVotesTracking:

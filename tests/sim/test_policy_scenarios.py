@@ -56,24 +56,10 @@ FLAG_WORDS = (("2Node", F.TWONODE), ("Quorate", F.QUORATE), ("WaitForAll", F.WAI
               ("AllowDownscale", F.ALLOW_DOWNSCALE))
 """corosync-quorumtool's words for the getinfo flags, in its order (spec 7.2)."""
 
-KNOWN_BUGS: dict[str, dict[str, tuple[str, ...]]] = {
-    # Spec 4.5.5 / 4.6 NODEINFO step 1: with allow_downscale a clean stop sends NODEINFO
-    # with LEAVING; receivers mark the node LEAVING and run recalc(1, 1), which sets every
-    # MEMBER's expected votes to the member count (4.4 recalc step 6) and computes quorum
-    # from max(ev_barrier, count) (calc step 1).  pyquorum puts the LEAVING NODEINFO in
-    # the membership LEAVE message (Leave.infos, core/engine.py NodeEngine.leave) but
-    # Membership._on_leave never hands it to votequorum, so a clean stop is treated like
-    # a kill: expected votes stay 3 after node 3 stops (spec: 2), and after node 2 stops
-    # node 1 keeps 3 (spec: 1) and never gets the out-of-sync quorum callback of its
-    # quorate -> inquorate flip in the old ring (spec 3.12-B: flips=1).
-    "allow_downscale": {"node3-stopped": ("expected", "highest"),
-                        "node2-stopped": ("expected", "highest", "flips")},
-}
-LEAVING_BUG = ("allow_downscale with a clean stop: the LEAVING NODEINFO carried by the "
-               "membership LEAVE message is never delivered to votequorum "
-               "(Membership._on_leave ignores Leave.infos), so survivors keep expected "
-               "votes 3 instead of following the member count (spec 4.5.5, 4.6 NODEINFO "
-               "step 1, 4.4 recalc step 6) and miss the quorate flip callback (3.12-B)")
+KNOWN_BUGS: dict[str, dict[str, tuple[str, ...]]] = {}
+"""Spec deviations, {scenario: {snapshot label: fields}}: skipped by the all-steps test
+and checked by a strict xfail test each.  Empty: the last one (allow_downscale's
+LEAVING NODEINFO on a clean stop) is fixed."""
 
 
 def flag_words(flags: int) -> str:
@@ -243,11 +229,17 @@ def test_policy_step_by_step(name: str, seed: int) -> None:
     assert bad == [], "\n".join(bad)
 
 
-@pytest.mark.xfail(strict=True, reason=LEAVING_BUG)
 def test_allow_downscale_clean_stop_follows_the_member_count() -> None:
+    """A clean stop under allow_downscale multicasts NODEINFO with LEAVING before the
+    node leaves: the survivors' expected votes follow the member count (spec 4.5.5), and
+    the last survivor's quorate flip comes in the old ring, outside sync (3.12-B)."""
     run = run_policy("allow_downscale")
-    bad = run.mismatches(only=KNOWN_BUGS["allow_downscale"])
-    assert bad == [], "\n".join(bad)
+    assert run.mismatches() == []
+    for node in (1, 2):
+        assert run.observed["node3-stopped"][node]["expected"] == "2"
+    assert run.observed["node2-stopped"][1]["expected"] == "1"
+    assert run.observed["node2-stopped"][1]["flips"] == "1"
+    assert run.observed["node3-killed"][1]["expected"] == "3"  # a kill sends no LEAVING
 
 
 def test_wait_for_all_cancel_is_one_flip_callback_on_every_node() -> None:

@@ -529,7 +529,7 @@ def _message(kind: str, sender: int, ring: RingId) -> ClusterMessage:
     if kind == "install":
         return Install(sender, RingId(1, ring.seq + 16), (1, sender),
                        (ring, RingId(sender, 5)), (), ())
-    return Leave(sender, ring, ())
+    return Leave(sender, ring)
 
 
 @pytest.mark.parametrize("kind", ["join", "install", "leave"])

@@ -323,6 +323,9 @@ class NodeEngine:
         self._sync_wait: _SyncWait | None = None
         self.ready = False
         """True once the first view is installed: clients are admitted from then on."""
+        self._leaving = False
+        self.left = False
+        """True once the membership LEAVE went out (see ``leave``)."""
         self._persist()
         self.membership = mb.Membership(
             node_id, configured, config.timing(), stored_state.max_seq, self._infos(), now_ms
@@ -373,11 +376,38 @@ class NodeEngine:
         self.quorum.connect(conn)
 
     def leave(self, now_ms: int) -> None:
-        """Clean shutdown: tell the cluster we leave (with a LEAVING NODEINFO under AD)."""
+        """Start a clean shutdown; the node has left once ``left`` is True.
+
+        With allow_downscale, Corosync's votequorum exit hook multicasts our NODEINFO
+        with LEAVING in agreed order, so every member marks us LEAVING and lowers its
+        expected votes before the membership sees us go (spec 4.5.5, 4.6).  We do the
+        same: the LEAVE goes out once that NODEINFO has been delivered back to us.
+        Without allow_downscale, or alone in our view, the LEAVE goes out at once.  The
+        driver bounds the wait and calls ``finish_leave`` when it runs out.
+        """
         self._tick(now_ms)
+        if self._leaving:
+            return
+        self._leaving = True
         info = self.vq.leaving_nodeinfo() if self.vq is not None else None
-        self.membership.leave((info,) if info is not None else (), now_ms)
+        if info is None or len(self._members) <= 1:
+            self.finish_leave(now_ms)
+            return
+        self._multicast(info)
         self._pump()
+
+    def finish_leave(self, now_ms: int) -> None:
+        """Send the membership LEAVE now (also when a LEAVING NODEINFO is still in flight)."""
+        self._tick(now_ms)
+        self._leaving = True
+        self._send_leave()
+        self._pump()
+
+    def _send_leave(self) -> None:
+        if self.left:
+            return
+        self.left = True
+        self.membership.leave(self._now)
 
     # ------------------------------------------------------------ outputs
     def next_event(self) -> EngineEvent | None:
@@ -557,10 +587,14 @@ class NodeEngine:
         pending = self._vq_requests.pop(ev.request_id, None) if ev.origin == self.node_id else None
         error = CsErr.CS_OK
         payload = ev.payload
+        own_leaving = False
         if isinstance(payload, Reconfigure):
             vq.deliver_reconfigure(payload, self._now)
         elif isinstance(payload, NodeInfo):
             vq.deliver_nodeinfo(payload, self._now, sender=ev.origin)
+            own_leaving = (ev.origin == self.node_id and self._leaving
+                           and payload.nodeid == self.node_id
+                           and bool(payload.flags & NodeFlag.LEAVING))
         elif isinstance(payload, QdeviceReg):
             own = pending is not None and isinstance(pending[1], VqQdeviceRegister)
             answer = vq.deliver_qdevice_reg(payload, self._now, origin=ev.origin,
@@ -580,6 +614,8 @@ class NodeEngine:
             self._fifo_in_flight = None
             self._multicast_next()
         self._maybe_activate()
+        if own_leaving:
+            self._send_leave()
 
     def _multicast(self, payload: OrderedPayload,
                    waiter: tuple[int, Command] | None = None) -> None:

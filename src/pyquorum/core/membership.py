@@ -275,11 +275,11 @@ class Membership:
             self._send_request(p, now_ms)
         return rid
 
-    def leave(self, infos: Sequence[NodeInfo], now_ms: int) -> None:
+    def leave(self, now_ms: int) -> None:
         """Clean shutdown: tell every other configured node that we leave now."""
         self._tick(now_ms)
         others = tuple(n for n in self.configured if n != self.node_id)
-        self._out.append(Outgoing(Leave(self.node_id, self.ring, tuple(infos)), others))
+        self._out.append(Outgoing(Leave(self.node_id, self.ring), others))
 
     # ------------------------------------------------------------ receive handlers
     def _on_heartbeat(self, hb: Heartbeat, now_ms: int) -> None:

@@ -16,9 +16,11 @@ discipline, ``pyquorum.sim.world``)::
 
 ``now_ms`` is ``int(time.monotonic() * 1000)``, clamped so it never decreases.  A
 failure to persist is fatal (exit 1) and nothing more is sent.  SIGTERM/SIGINT: the
-engine leaves (LEAVE goes out), the IPC closes, exit 0; a second signal while
-stopping is logged.  A watchdog timer runs every token/3 and warns, in Corosync's
-words, when the loop was not scheduled for more than 0.8 x token.
+engine leaves (under allow_downscale after its LEAVING NODEINFO was delivered, at
+most one token later; datagrams and timers keep flowing until then), the IPC
+closes, exit 0; a second signal while stopping is logged.  A watchdog timer runs
+every token/3 and warns, in Corosync's words, when the loop was not scheduled for
+more than 0.8 x token.
 """
 
 from __future__ import annotations
@@ -101,6 +103,9 @@ class Daemon:
         self._stall_prev = 0.0
         self._stop: asyncio.Event | None = None
         self._stopping = False
+        self._halted = False
+        """No more network or timer input: the leave is done (or a fatal error)."""
+        self._left: asyncio.Event | None = None
         self._failed = False
         self._exit_code = 0
         self._published = False
@@ -169,7 +174,27 @@ class Daemon:
         if self._failed:
             self._started("fatal error during start-up (see the log)")
         await self._stop.wait()
+        if not self._failed:
+            await self._leave()
         return self._shutdown()
+
+    async def _leave(self) -> None:
+        """Leave the cluster cleanly.  Under allow_downscale the engine first gets its
+        LEAVING NODEINFO delivered in agreed order (the network and timers keep running
+        meanwhile); that wait is bounded by one token timeout."""
+        engine = self.engine
+        self._left = asyncio.Event()
+        engine.leave(self._now())
+        self._pump()
+        if not engine.left:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._left.wait(), self._token_ms() / 1000.0)
+            if not engine.left:
+                self.log.log("warning", "VOTEQ", "the LEAVING notice was not delivered "
+                             f"within {self._token_ms()} ms; leaving anyway")
+                engine.finish_leave(self._now())
+                self._pump()
+        self._halted = True
 
     def _shutdown(self) -> int:
         loop = self._loop
@@ -178,10 +203,8 @@ class Daemon:
             if handle is not None:
                 handle.cancel()
         self._timer = self._stall = None
+        self._halted = True
         loop.remove_reader(self._transport.fileno())
-        if not self._failed:
-            self._engine.leave(self._now())
-            self._pump()
         self._ipc.close()
         self._transport.close()
         self._close_ready_fd()
@@ -221,6 +244,8 @@ class Daemon:
             return
         for data, dest in engine.datagrams_to_send(self._now()):
             self._transport.send(data, dest)
+        if self._left is not None and engine.left:
+            self._left.set()
         self._arm()
         self._signal_ready()
 
@@ -254,7 +279,7 @@ class Daemon:
         self._last_members = ev.members
 
     def _arm(self) -> None:
-        if self._stopping:  # no more timer inputs once shutdown began
+        if self._halted:  # no more timer inputs once the node has left
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
@@ -299,7 +324,7 @@ class Daemon:
     def _on_timer(self, deadline: int) -> None:
         self._timer = None
         self._armed = None
-        if self._stopping:
+        if self._halted:
             return
         now = self._now()
         if now < deadline:  # call_at may fire a hair early; the engine must see its deadline
@@ -309,7 +334,7 @@ class Daemon:
 
     def _on_udp(self) -> None:
         for _ in range(DATAGRAMS_PER_WAKEUP):
-            if self._stopping:
+            if self._halted:
                 return
             item = self._transport.receive()
             if item is None:
@@ -404,6 +429,7 @@ class Daemon:
         self.log.log("crit", "MAIN", message)
         self._failed = True
         self._stopping = True
+        self._halted = True
         self._exit_code = 1
         if self._timer is not None:
             self._timer.cancel()

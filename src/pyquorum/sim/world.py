@@ -50,6 +50,8 @@ class SimNode:
     quorum_log: list[tuple[RingId, bool, tuple[int, ...]]] = field(default_factory=list)
     client_mark: int = 0
     views: int = 0
+    leaving: bool = False
+    """A clean stop is in progress (the engine runs until its LEAVE is out)."""
 
 
 class Simulator:
@@ -87,6 +89,8 @@ class Simulator:
     def start(self, node_id: int) -> None:
         """Boot (or restart) a node from its durable storage."""
         node = self.nodes[node_id]
+        if node.leaving and node.engine is not None:
+            self._finish_stop(node, node.engine)  # a start right after a stop
         if node.status != DOWN:
             return
         node.boots += 1
@@ -103,6 +107,7 @@ class Simulator:
         if node.status == DOWN:
             return
         node.status = DOWN
+        node.leaving = False
         node.engine = None
         node.inbox = []
         node.timer_gen += 1
@@ -110,12 +115,30 @@ class Simulator:
         node.client.connect_failed(self.now_ms)
 
     def stop(self, node_id: int) -> None:
-        """SIGTERM: leave the cluster cleanly, then exit."""
+        """SIGTERM: leave the cluster cleanly, then exit.
+
+        Like the daemon, the node keeps running until its engine has sent the LEAVE
+        (with allow_downscale that waits for the LEAVING NODEINFO to be delivered), at
+        most one token timeout; then it is down.
+        """
         node = self.nodes[node_id]
-        if node.status == UP and node.engine is not None:
+        if node.status == UP and node.engine is not None and not node.leaving:
+            node.leaving = True
             node.engine.leave(self.now_ms)
             self._pump(node)
+            if node.status != DOWN:
+                engine = node.engine
+                self.schedule(self.now_ms + self.config.totem.token_ms,
+                              lambda: self._finish_stop(node, engine))
+            return
         self.kill(node_id)
+
+    def _finish_stop(self, node: SimNode, engine: NodeEngine) -> None:
+        if node.engine is not engine or node.status == DOWN:
+            return  # already down (the leave completed, or a kill came first)
+        engine.finish_leave(self.now_ms)
+        self._pump(node)
+        self.kill(node.node_id)
 
     def pause(self, node_id: int) -> None:
         """SIGSTOP: the node processes nothing; datagrams queue in its socket buffer."""
@@ -282,6 +305,9 @@ class Simulator:
                 node.client.connect(engine, conn, self.now_ms)
                 continue
             break
+        if node.leaving and engine.left:
+            self.kill(node.node_id)  # the LEAVE datagrams above are on the network
+            return
         node.timer_gen += 1
         deadline = engine.get_timer()
         if deadline is not None:

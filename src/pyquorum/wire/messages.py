@@ -195,11 +195,13 @@ class CatchUp:
 
 @dataclass(frozen=True, slots=True)
 class Leave:
-    """A clean shutdown: the sender leaves ``ring`` now (``infos``: its LEAVING NODEINFO)."""
+    """A clean shutdown: the sender leaves ``ring`` now.
+
+    (Under allow_downscale its LEAVING NODEINFO was delivered in agreed order before.)
+    """
 
     sender: U32
     ring: RingId
-    infos: tuple[NodeInfo, ...]
 
 
 @dataclass(frozen=True, slots=True)
