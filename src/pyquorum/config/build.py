@@ -450,12 +450,15 @@ def validate_votequorum(config: ClusterConfig, parsed: ParsedConfig | None = Non
         )
 
 
-def build_config(parsed: ParsedConfig, extra_uidgid: UidGidConfig | None = None) -> ClusterConfig:
+def build_config(parsed: ParsedConfig, extra_uidgid: UidGidConfig | None = None, *,
+                 runtime: bool = False) -> ClusterConfig:
     """Build the typed configuration from ``parsed`` (spec 6.1/6.2) and validate it.
 
     ``extra_uidgid`` adds ids from other sources (``uidgid.d/``); uidgid names in
     ``parsed`` must already be numeric (``load_config`` resolves them).  Raises
-    ``ConfigError`` with the file and line of the key at fault.
+    ``ConfigError`` with the file and line of the key at fault.  ``runtime`` (a
+    reload) skips votequorum's fatal startup rules: votequorum applies their runtime
+    fallbacks instead (spec 4.2, 4.10).
     """
     keys = _Keys(parsed)
     _check_schema(parsed, keys)
@@ -472,6 +475,6 @@ def build_config(parsed: ParsedConfig, extra_uidgid: UidGidConfig | None = None)
         source=parsed.filename,
     )
     _check_totem_minimums(config, keys)
-    if config.quorum.provider == VOTEQUORUM:
+    if config.quorum.provider == VOTEQUORUM and not runtime:
         validate_votequorum(config, parsed)
     return config

@@ -71,11 +71,11 @@ def _uidgid_dir_ids(config_path: str) -> UidGidConfig:
     return UidGidConfig(uids=frozenset(uids), gids=frozenset(gids))
 
 
-def load_config(path: str) -> ClusterConfig:
+def load_config(path: str, *, runtime: bool = False) -> ClusterConfig:
     """Read and parse the corosync.conf at ``path`` plus its ``uidgid.d/``; build and validate.
 
     Raises ``ConfigError`` naming the file and line at fault (or just the file when it
-    cannot be read).
+    cannot be read).  ``runtime``: a reload (see ``build_config``).
     """
     parsed = resolve_uidgid(parse_text(_read(path), path))
-    return build_config(parsed, extra_uidgid=_uidgid_dir_ids(path))
+    return build_config(parsed, extra_uidgid=_uidgid_dir_ids(path), runtime=runtime)

@@ -62,6 +62,7 @@ from pyquorum.core.votequorum import (
     NodeinfoBroadcastRequested,
     QdeviceBroadcastRequested,
     QuorumNotified,
+    ReconfigureRequested,
     SyncWaitEnded,
     VoteQuorum,
     VoteQuorumInfo,
@@ -80,6 +81,7 @@ from pyquorum.wire.messages import (
     QdeviceSynced,
     Reconfigure,
     ReconfigureParam,
+    ReloadConfig,
 )
 
 VOTEQUORUM = "corosync_votequorum"
@@ -199,11 +201,17 @@ class VqQdeviceMasterWins:
     allow: int
 
 
+@dataclass(frozen=True, slots=True)
+class CfgReload:
+    """corosync_cfg_reload_config: every member re-reads its configuration file when
+    the request is delivered in agreed order; answered once this node has reloaded."""
+
+
 Command = (
     QuorumGetType | QuorumGetQuorate | QuorumTrackStart | QuorumTrackStop
     | VqGetInfo | VqSetExpected | VqSetVotes | VqCancelWaitForAll | VqTrackStart | VqTrackStop
     | VqQdeviceRegister | VqQdeviceUnregister | VqQdeviceUpdate | VqQdevicePoll
-    | VqQdeviceMasterWins
+    | VqQdeviceMasterWins | CfgReload
 )
 
 _QUORUM_COMMANDS = (QuorumGetType, QuorumGetQuorate, QuorumTrackStart, QuorumTrackStop)
@@ -265,7 +273,21 @@ class LogRecord:
     message: str
 
 
-EngineEvent = PersistState | ViewInstalled | QuorumChanged | Replied | Notified | LogRecord
+@dataclass(frozen=True, slots=True)
+class ReloadRequested:
+    """A cluster-wide reload (``CfgReload`` from node ``requester``) was delivered.
+
+    The driver re-reads its configuration file and calls ``finish_reload`` with the
+    new configuration (or None when the file is unusable); ``waiter`` is the client
+    to answer, on the requesting node only.
+    """
+
+    requester: int
+    waiter: tuple[int, CfgReload] | None
+
+
+EngineEvent = (PersistState | ViewInstalled | QuorumChanged | Replied | Notified | LogRecord
+               | ReloadRequested)
 
 
 @dataclass(slots=True)
@@ -401,6 +423,37 @@ class NodeEngine:
         self._tick(now_ms)
         self._leaving = True
         self._send_leave()
+        self._pump()
+
+    def apply_config(self, config: ClusterConfig, now_ms: int) -> None:
+        """Apply a reloaded configuration on this node (SIGHUP, or ``finish_reload``).
+
+        The nodelist goes to membership (new nodes may join, removed members are
+        failed) and the quorum section to votequorum's runtime re-read (spec 4.10),
+        whose NODEINFO / RECONFIGURE messages are multicast in order.  The driver has
+        already kept the keys that cannot change at run time (``config.reload``).
+        """
+        self._tick(now_ms)
+        self.config = config
+        if self.vq is not None:
+            self.vq.reload(config, now_ms)
+            self._drain_vq()  # its messages are submitted before a view change begins
+        self.membership.set_infos(self._infos())  # JOINs from now on carry the new values
+        self.membership.set_configured(config.node_ids or (self.node_id,), now_ms)
+        self._pump()
+
+    def finish_reload(self, request: ReloadRequested, config: ClusterConfig | None,
+                      now_ms: int) -> None:
+        """The driver's answer to ``ReloadRequested``: apply ``config`` (None: the file
+        could not be used, nothing changes) and answer the requesting client, CS_OK or
+        CS_ERR_LIBRARY as Corosync's cfg service does."""
+        if config is not None:
+            self.apply_config(config, now_ms)
+        else:
+            self._tick(now_ms)
+        if request.waiter is not None:
+            conn, cmd = request.waiter
+            self._reply(conn, cmd, CsErr.CS_OK if config is not None else CsErr.CS_ERR_LIBRARY)
         self._pump()
 
     def _send_leave(self) -> None:
@@ -582,9 +635,17 @@ class NodeEngine:
 
     def _on_ordered(self, ev: mb.OrderedDelivered) -> None:
         vq = self.vq
+        pending = self._vq_requests.pop(ev.request_id, None) if ev.origin == self.node_id else None
+        if isinstance(ev.payload, ReloadConfig):
+            self._events.append(LogRecord(
+                "notice", "CFG", f"Config reload requested by node {ev.payload.nodeid}"))
+            waiter = None
+            if pending is not None and isinstance(pending[1], CfgReload):
+                waiter = (pending[0], pending[1])
+            self._events.append(ReloadRequested(ev.payload.nodeid, waiter))
+            return
         if vq is None:
             return
-        pending = self._vq_requests.pop(ev.request_id, None) if ev.origin == self.node_id else None
         error = CsErr.CS_OK
         payload = ev.payload
         own_leaving = False
@@ -658,7 +719,7 @@ class NodeEngine:
                 self._persist()
             elif isinstance(vev, NodeinfoBroadcastRequested):
                 self._multicast(vev.info)
-            elif isinstance(vev, QdeviceBroadcastRequested):
+            elif isinstance(vev, QdeviceBroadcastRequested | ReconfigureRequested):
                 self._multicast(vev.payload)
             elif isinstance(vev, SyncWaitEnded):
                 self._multicast(QdeviceSynced(self.vq.ring, vev.info))
@@ -685,6 +746,9 @@ class NodeEngine:
             self._reply(conn, cmd, err)
         elif isinstance(cmd, QuorumTrackStop):
             self._reply(conn, cmd, self.quorum.trackstop(conn))
+        elif isinstance(cmd, CfgReload):
+            rid = self.membership.submit(ReloadConfig(self.node_id), now_ms)
+            self._vq_requests[rid] = (conn, cmd)
         else:
             self._execute_vq(conn, cmd, now_ms)
 

@@ -199,6 +199,29 @@ class Membership:
         """Update the votequorum NODEINFO this node reports in its JOINs."""
         self._infos = tuple(infos)
 
+    def set_configured(self, configured: Iterable[int], now_ms: int) -> None:
+        """A configuration reload changed the nodelist.
+
+        New nodes are heartbeated from now on and may join; messages from removed
+        nodes are ignored from now on, and a removed node that is a member is failed
+        at once (a new view without it is formed).
+        """
+        self._tick(now_ms)
+        new = tuple(sorted(set(configured) | {self.node_id}))
+        removed = set(self.configured) - set(new)
+        self.configured = new
+        for n in removed:
+            self._last_heard.pop(n, None)
+        gone = removed & set(self.members if self.state is State.OPERATIONAL
+                             else self._active())
+        if not gone:
+            return
+        if self.state is State.OPERATIONAL:
+            self._enter_gather(now_ms, f"{_ids(gone)} removed from the nodelist", fail=gone)
+        elif self._fail_nodes(gone):
+            self._broadcast_join(now_ms)
+            self._check_consensus(now_ms)
+
     def get_timer(self) -> int:
         """The earliest deadline (ms) at which ``handle_timer`` must run."""
         deadlines = [self._next_heartbeat_at]

@@ -95,7 +95,7 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import Final
 
-from pyquorum.config.model import ClusterConfig
+from pyquorum.config.model import ClusterConfig, QuorumConfig
 from pyquorum.errors import CsErr, CsError
 from pyquorum.types import NULL_RING, RingId
 from pyquorum.wire.messages import (
@@ -264,9 +264,17 @@ class SyncWaitEnded:
     info: NodeInfo
 
 
+@dataclass(frozen=True, slots=True)
+class ReconfigureRequested:
+    """A configuration reload changed our votes or expected votes: multicast ``payload``
+    (RECONFIGURE NODE_VOTES / EXPECTED_VOTES) after the NODEINFOs emitted before it."""
+
+    payload: Reconfigure
+
+
 VqEvent = (
     QuorumNotified | ExpectedVotesNotified | BarrierPersisted | NodeinfoBroadcastRequested
-    | QdeviceBroadcastRequested | SyncWaitEnded | Logged
+    | QdeviceBroadcastRequested | SyncWaitEnded | ReconfigureRequested | Logged
 )
 
 
@@ -391,6 +399,10 @@ class VoteQuorum:
         self._ev_tracking = False
         self._ev_tracking_barrier = 0
         self._ev_barrier = 0
+        self._wait_for_all_configured = False
+        """``quorum.wait_for_all`` was given explicitly (else it follows two_node)."""
+        self._initial_atb = AtbMode.NONE
+        self._initial_atb_nodelist: tuple[int, ...] = ()
 
         self._readconfig(config, ev_barrier)
         self._recalculate_quorum(allow_decrease=False, by_current_nodes=False)
@@ -736,6 +748,31 @@ class VoteQuorum:
         ):
             self._update_wait_for_all_status(False)
 
+    def reload(self, config: ClusterConfig, now_ms: int) -> None:
+        """A configuration reload (spec 4.10, Corosync's ``votequorum_refresh_config``).
+
+        Re-reads the keys of 4.1 marked "yes" with the startup rules of 4.2, where a
+        fatal combination gets its runtime fallback instead; two_node and expected
+        votes start from their defaults, auto_tie_breaker from its startup mode, and
+        wait_for_all follows two_node unless it was configured explicitly (Corosync
+        PR #521).  wait_for_all_status is not re-armed (PR #542).  Then our NODEINFO
+        and the qdevice's are multicast, plus RECONFIGURE NODE_VOTES / EXPECTED_VOTES
+        for what changed.  setexpected's safety check is not applied: a reload can
+        make the cluster inquorate.
+        """
+        self._now_ms = now_ms
+        old_votes, old_expected = self._us.votes, self._us.expected_votes
+        if not self._readconfig(config, None, runtime=True):
+            return
+        self._emit(NodeinfoBroadcastRequested(self.local_nodeinfo()))
+        self._emit(NodeinfoBroadcastRequested(self.qdevice_nodeinfo()))
+        if self._us.votes != old_votes:
+            self._emit(ReconfigureRequested(Reconfigure(
+                self._node_id, self._us.votes, ReconfigureParam.NODE_VOTES)))
+        if self._us.expected_votes != old_expected:
+            self._emit(ReconfigureRequested(Reconfigure(
+                self._node_id, self._us.expected_votes, ReconfigureParam.EXPECTED_VOTES)))
+
     def deliver_reconfigure(self, msg: Reconfigure, now_ms: int) -> None:
         """A RECONFIGURE delivered in agreed order: EXPECTED_VOTES, NODE_VOTES, CANCEL_WFA."""
         self._now_ms = now_ms
@@ -1017,9 +1054,19 @@ class VoteQuorum:
         )
 
     # ------------------------------------------------------------ startup (spec 4.2)
-    def _readconfig(self, config: ClusterConfig, stored_barrier: int | None) -> None:
-        """``votequorum_readconfig`` in startup mode, then the "Then:" settings of 4.2."""
+    def _readconfig(self, config: ClusterConfig, stored_barrier: int | None, *,
+                    runtime: bool = False) -> bool:
+        """``votequorum_readconfig``, then the "Then:" settings of 4.2.
+
+        Startup mode reads every key; runtime mode (a reload) only those 4.1 marks as
+        read at runtime, and a fatal combination gets its runtime fallback.  Returns
+        False when a runtime re-read keeps the current data (4.2 #1).
+        """
         qc = config.quorum
+        if runtime:
+            self._two_node = False
+            self._auto_tie_breaker = self._initial_atb
+            self._atb_nodelist = self._initial_atb_nodelist
         local = config.node(self._node_id)
         have_nodelist = local is not None
         node_count = len(config.nodes) if have_nodelist else 0
@@ -1033,43 +1080,38 @@ class VoteQuorum:
 
         if not have_nodelist and not expected_votes:  # 4.2 #1
             self._crit("configuration error: nodelist or quorum.expected_votes must be configured!")
+            if runtime:
+                self._crit("will continue with current runtime data")
+                return False
 
-        if self._two_node and have_qdevice:  # 4.2 #2 (runtime fallback: device not registered)
+        if have_qdevice:  # votequorum_qdevice_is_configured re-enables the device
+            self._qdevice_can_operate = True
+
+        if self._two_node and have_qdevice:  # 4.2 #2
             self._crit(
                 "configuration error: two_node and quorum device cannot be configured "
                 "at the same time!"
             )
-            self._qdevice_can_operate = False
-
-        # 4.2 #3: wait_for_all follows two_node unless set explicitly
-        self._wait_for_all = qc.two_node if qc.wait_for_all is None else qc.wait_for_all
-        self._allow_downscale = qc.allow_downscale
-        self._last_man_standing = qc.last_man_standing
-        self._last_man_standing_window_ms = qc.last_man_standing_window_ms
-        self._ev_tracking = qc.expected_votes_tracking
-
-        # 4.2 #4: auto_tie_breaker mode
-        if qc.auto_tie_breaker:
-            self._auto_tie_breaker, self._atb_nodelist = parse_atb_string(qc.auto_tie_breaker_node)
-            if self._auto_tie_breaker == AtbMode.NONE:
-                self._log(
-                    "warning",
-                    "auto_tie_breaker_nodes is not valid. It must be 'lowest', 'highest' or "
-                    "a space-separated list of node IDs. auto_tie_breaker is disabled",
-                )
-        elif qc.auto_tie_breaker_node != "lowest":
-            self._log(
-                "warning", "auto_tie_breaker_node: is meaningless if auto_tie_breaker is set to 0"
-            )
-
-        if self._allow_downscale:  # 4.2 #5
-            self._ev_tracking = True
-
-        if self._ev_tracking:  # 4.2 #6: the driver loaded (or must create) the file
-            if stored_barrier is None:
-                self._update_ev_tracking_barrier(0)
+            if runtime and _has(self._us.flags, NodeFlag.QDEVICE_REGISTERED):
+                self._crit("quorum device is registered, disabling two_node")
+                self._two_node = False
             else:
-                self._ev_tracking_barrier = stored_barrier
+                if runtime:
+                    self._crit("quorum device is not registered, allowing two_node")
+                self._qdevice_can_operate = False
+
+        # 4.2 #3: wait_for_all follows two_node unless set explicitly (also on reload)
+        if runtime:
+            if not self._wait_for_all_configured:
+                self._wait_for_all = self._two_node
+        else:
+            self._wait_for_all_configured = qc.wait_for_all is not None
+            self._wait_for_all = qc.two_node if qc.wait_for_all is None else qc.wait_for_all
+            self._allow_downscale = qc.allow_downscale
+            self._last_man_standing = qc.last_man_standing
+            self._last_man_standing_window_ms = qc.last_man_standing_window_ms
+            self._ev_tracking = qc.expected_votes_tracking
+            self._readconfig_features(qc, stored_barrier)
 
         if self._two_node and self._auto_tie_breaker != AtbMode.NONE:  # 4.2 #7
             self._crit("two_node and auto_tie_breaker are both specified but are not compatible.")
@@ -1082,6 +1124,10 @@ class VoteQuorum:
             and node_expected_votes % 2
             and not self._wait_for_all
         ):
+            if runtime and self._last_man_standing:
+                self._crit("configuration error: auto_tie_breaker & last_man_standing not "
+                           "available in odd sized cluster; the reload is not applied")
+                return False
             self._crit("auto_tie_breaker is set and the cluster has an odd number of nodes.")
             self._crit("wait_for_all needs to be set for this configuration but it is missing")
             self._crit(
@@ -1134,13 +1180,42 @@ class VoteQuorum:
             self._us.votes = qc.votes
         if expected_votes:
             self._us.expected_votes = expected_votes
-        self._qdevice.votes = qdevice_votes if (have_qdevice and qdevice_votes) else 0
+        if not have_qdevice:
+            self._qdevice.votes = 0
+        if qdevice_votes is not None:  # unset and not derived: a reload keeps the old value
+            self._qdevice.votes = qdevice_votes
         if device is not None:
             self._qdevice_timeout_ms = device.timeout_ms
             self._qdevice_sync_timeout_ms = device.sync_timeout_ms
         self._ev_barrier = self._us.expected_votes
-        if self._wait_for_all:
+        if self._wait_for_all and not runtime:  # startup only (Corosync PR #542)
             self._update_wait_for_all_status(True)
+        return True
+
+    def _readconfig_features(self, qc: QuorumConfig, stored_barrier: int | None) -> None:
+        """The startup-only part of 4.2: #4 (ATB mode), #5 and #6 (EVT barrier)."""
+        if qc.auto_tie_breaker:  # 4.2 #4: auto_tie_breaker mode
+            self._auto_tie_breaker, self._atb_nodelist = parse_atb_string(qc.auto_tie_breaker_node)
+            if self._auto_tie_breaker == AtbMode.NONE:
+                self._log(
+                    "warning",
+                    "auto_tie_breaker_nodes is not valid. It must be 'lowest', 'highest' or "
+                    "a space-separated list of node IDs. auto_tie_breaker is disabled",
+                )
+        elif qc.auto_tie_breaker_node != "lowest":
+            self._log(
+                "warning", "auto_tie_breaker_node: is meaningless if auto_tie_breaker is set to 0"
+            )
+
+        if self._allow_downscale:  # 4.2 #5
+            self._ev_tracking = True
+
+        if self._ev_tracking:  # 4.2 #6: the driver loaded (or must create) the file
+            if stored_barrier is None:
+                self._update_ev_tracking_barrier(0)
+            else:
+                self._ev_tracking_barrier = stored_barrier
+        self._initial_atb, self._initial_atb_nodelist = self._auto_tie_breaker, self._atb_nodelist
 
     # ------------------------------------------------------------ arithmetic (spec 4.4)
     def _get_total_votes(self) -> tuple[int, int]:

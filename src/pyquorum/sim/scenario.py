@@ -18,6 +18,11 @@ One command a line; ``#`` starts a comment line. Node lists are ``1,2,3`` or ``a
     wait-quorate NODES [TIMEOUT_MS]      wait until all NODES are quorate
     wait-view NODES = MEMBERS [TIMEOUT]  wait until all NODES have that view
     set-expected NODE VALUE
+    cancel-wfa NODE         quorum.cancel_wait_for_all on NODE (every node clears WFA)
+    reload NODE N OPTIONS   cluster-wide config reload asked by NODE: every node
+                            re-reads the configuration of a ``cluster N OPTIONS``
+                            line (the nodelist may grow or shrink)
+    sighup NODE N OPTIONS   the same configuration, reloaded by NODE alone
     snapshot LABEL          a driver line (no effect)
     assert quorate NODES | assert inquorate NODES
     assert view NODES = MEMBERS
@@ -217,6 +222,18 @@ def _run_line(sim: Simulator, result: ScenarioResult, cmd: str, args: list[str],
         need(2)
         sim.driver("set-expected", node=int(args[0]), value=int(args[1]))
         sim.set_expected(int(args[0]), int(args[1]))
+    elif cmd == "cancel-wfa":
+        need(1)
+        sim.driver("cancel-wfa", node=int(args[0]))
+        sim.cancel_wait_for_all(int(args[0]))
+    elif cmd in ("reload", "sighup"):
+        need(2)
+        config = cluster_config(args[1:], lineno)
+        sim.driver(cmd, node=int(args[0]), config=" ".join(args[1:]))
+        if cmd == "reload":
+            sim.reload(int(args[0]), config)
+        else:
+            sim.reload_local(int(args[0]), config)
     elif cmd == "snapshot":
         sim.driver("snapshot", label=" ".join(args))
     elif cmd == "assert":

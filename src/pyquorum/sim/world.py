@@ -16,14 +16,17 @@ from typing import Any
 
 from pyquorum.config.model import ClusterConfig
 from pyquorum.core.engine import (
+    CfgReload,
     LogRecord,
     NodeEngine,
     Notified,
     PersistState,
     QuorumChanged,
+    ReloadRequested,
     Replied,
     StoredState,
     ViewInstalled,
+    VqCancelWaitForAll,
     VqSetExpected,
 )
 from pyquorum.sim.checkers import SafetyChecker
@@ -167,6 +170,42 @@ class Simulator:
         node.engine.handle_command(0, VqSetExpected(expected), self.now_ms)
         self._pump(node)
 
+    def cancel_wait_for_all(self, node_id: int) -> None:
+        """quorum.cancel_wait_for_all on a node (RECONFIGURE CANCEL_WFA to every node)."""
+        node = self.nodes[node_id]
+        if node.engine is None:
+            return
+        self.checker.runtime_changes = True
+        node.engine.handle_command(0, VqCancelWaitForAll(), self.now_ms)
+        self._pump(node)
+
+    def reload(self, node_id: int, config: ClusterConfig) -> None:
+        """``pyquorumtool --reload`` on a node: every member re-reads its configuration
+        (all of them read ``config``) when the request is delivered in agreed order.
+        Nodes new in the nodelist are added to the world, down; start them to join."""
+        self._set_config(config)
+        node = self.nodes[node_id]
+        if node.engine is None:
+            return
+        node.engine.handle_command(0, CfgReload(), self.now_ms)
+        self._pump(node)
+
+    def reload_local(self, node_id: int, config: ClusterConfig) -> None:
+        """SIGHUP on one node: only that node applies ``config``."""
+        self._set_config(config)
+        node = self.nodes[node_id]
+        if node.engine is None:
+            return
+        node.engine.apply_config(config, self.now_ms)
+        self._pump(node)
+
+    def _set_config(self, config: ClusterConfig) -> None:
+        self.checker.runtime_changes = True
+        self.config = config
+        for n in config.node_ids:
+            if n not in self.nodes:
+                self.nodes[n] = SimNode(n, SimClient(n))
+
     def schedule(self, at_ms: int, action: Callable[[], None]) -> None:
         """Run ``action`` at virtual time ``at_ms``."""
         self._push(at_ms, "action", action)
@@ -290,6 +329,8 @@ class Simulator:
                 elif isinstance(ev, Replied | Notified):
                     if ev.conn == node.client.conn and ev.conn:
                         node.client.on_event(ev, self.now_ms)
+                elif isinstance(ev, ReloadRequested):
+                    engine.finish_reload(ev, self.config, self.now_ms)
                 elif isinstance(ev, LogRecord) and self.keep_logs:
                     self.logs.append(f"{self.now_ms} n{node.node_id} {ev.subsys} {ev.message}")
             for data, dest in engine.datagrams_to_send(self.now_ms):

@@ -116,7 +116,19 @@ class QdeviceSynced:
     info: NodeInfo
 
 
-OrderedPayload = NodeInfo | Reconfigure | QdeviceReg | QdeviceRename | QdeviceSynced
+@dataclass(frozen=True, slots=True)
+class ReloadConfig:
+    """Every member re-reads its configuration file when this is delivered.
+
+    Corosync's cfg service multicasts the same request for ``corosync-cfgtool -R``
+    (``message_handler_req_exec_cfg_reload_config``); ``nodeid`` asked for it.
+    """
+
+    nodeid: U32
+
+
+OrderedPayload = (NodeInfo | Reconfigure | QdeviceReg | QdeviceRename | QdeviceSynced
+                  | ReloadConfig)
 
 PAYLOAD_TAGS: Final[dict[type, int]] = {
     NodeInfo: 0,
@@ -124,6 +136,7 @@ PAYLOAD_TAGS: Final[dict[type, int]] = {
     QdeviceReg: 2,
     QdeviceRename: 3,
     QdeviceSynced: 16,  # pyquorum only (Corosync's own ids end at 4)
+    ReloadConfig: 17,  # Corosync's cfg service, not votequorum
 }
 
 
