@@ -3,7 +3,9 @@
 It listens on ``<run_dir>/pyquorum.sock``, answers ``Hello`` (OK with one end of a fresh
 socketpair passed by SCM_RIGHTS, or the error in ``hello_error``), and answers requests
 with a tiny model of the quorum and votequorum services (the snapshot/EXIST rules of
-spec 3.9), which a test can override per request type through ``script``.  A test can
+spec 3.9), the cfg reload (``reload_error``) and the one writable cmap key
+(``quorum.cancel_wait_for_all``, counted in ``cancel_wfa``), which a test can override
+per request type through ``script``.  A test can
 push events on a connection's event channel (``FakeConn.push``) and make the daemon die
 (``die``: every socket closed).  One thread accepts, one thread serves each connection.
 """
@@ -23,8 +25,12 @@ from pyquorum.types import RingId
 from pyquorum.wire.ipc import (
     IPC_TYPES,
     SOCKET_NAME,
+    CfgReloadReq,
+    CfgReloadRes,
     CmapGetPrefixReq,
     CmapGetPrefixRes,
+    CmapSetReq,
+    CmapSetRes,
     ErrorReply,
     FrameReader,
     Hello,
@@ -158,6 +164,17 @@ class FakeConn:
         if isinstance(msg, CmapGetPrefixReq):
             return CmapGetPrefixRes(OK, tuple(KeyValue(k, v) for k, v in sorted(d.cmap.items())
                                               if k.startswith(msg.prefix)))
+        if isinstance(msg, CmapSetReq):
+            if msg.key != "quorum.cancel_wait_for_all":
+                return CmapSetRes(int(CsErr.CS_ERR_ACCESS))
+            if not (msg.value.isascii() and msg.value.isdigit()) or int(msg.value) > 255:
+                return CmapSetRes(int(CsErr.CS_ERR_INVALID_PARAM))
+            d.cancel_wfa += int(msg.value) > 0
+            return CmapSetRes(OK)
+        if isinstance(msg, CfgReloadReq):
+            if d.reload_error == OK:
+                d.reloads += 1
+            return CfgReloadRes(d.reload_error)
         if isinstance(msg, TestBlockReq):
             return VqStatusRes(OK)
         if type(msg).__name__.startswith("Vq"):
@@ -182,6 +199,9 @@ class FakeDaemon:
         self.cmap: dict[str, str] = {"totem.token": "3000", "quorum.provider":
                                      "corosync_votequorum", "runtime.votequorum.quorum": "2"}
         self.script: dict[type, Script] = {}
+        self.reload_error = OK
+        self.reloads = 0
+        self.cancel_wfa = 0
         self._cond = threading.Condition()
         self._conns: list[FakeConn] = []
         self._accepted: list[FakeConn] = []

@@ -384,12 +384,15 @@ class LocalCluster:
         return self._procs[nodeid].pid
 
     # ------------------------------------------------------------ configuration
-    def write_config(self, nodeid: int, extra: str | None = None) -> Path:
+    def write_config(self, nodeid: int, extra: str | None = None,
+                     members: Iterable[int] | None = None) -> Path:
         """(Re)write the node's configuration; ``extra`` text is appended (kept for later
-        rewrites), e.g. ``"uidgid {\\n    uid: 65534\\n}\\n"``."""
+        rewrites), e.g. ``"uidgid {\\n    uid: 65534\\n}\\n"``.  ``members``: the
+        nodelist (default every node of the cluster)."""
         if extra is not None:
             self._extra[nodeid] = extra
-        nodes = [LocalNode(i, p) for i, p in sorted(self.ports.items())]
+        listed = set(self.ports if members is None else members)
+        nodes = [LocalNode(i, p) for i, p in sorted(self.ports.items()) if i in listed]
         text = render_local_config(
             nodes,
             state_dir=str(self.state_dir(nodeid)),

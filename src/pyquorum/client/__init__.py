@@ -5,7 +5,8 @@ Three faces over one connection machine (``_conn``) and one process-wide handle 
 
 * ``pyquorum.client.quorum`` / ``pyquorum.client.votequorum``: ``quorum.h`` /
   ``votequorum.h`` with Corosync's names, constants and return codes (errors raise
-  ``CsError``); ``pyquorum.client.cmap`` and ``pyquorum.client.testhook``.
+  ``CsError``); ``pyquorum.client.cfg`` (``corosync_cfg_reload_config``),
+  ``pyquorum.client.cmap`` and ``pyquorum.client.testhook``.
 * ``QuorumClient`` / ``VotequorumClient``: context managers giving typed events
   (``pyquorum.client.events``).
 * ``AsyncQuorumClient`` / ``AsyncVotequorumClient``: the same for asyncio.

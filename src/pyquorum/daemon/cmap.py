@@ -15,12 +15,37 @@ Keys, all values as text:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
+from pyquorum.config import parse_text
 from pyquorum.config.model import ClusterConfig
 from pyquorum.core.engine import NodeEngine
 from pyquorum.daemon.localnode import node_port
+from pyquorum.errors import ConfigError
 
 CONFIG_PREFIXES = ("totem.", "quorum.", "nodelist.", "logging.", "system.", "uidgid.")
+RELOADABLE_PREFIXES = ("quorum.", "nodelist.", "uidgid.")
+"""The configured keys a reload replaces (see ``pyquorum.config.reload``)."""
+
+
+def read_configured_keys(path: str) -> tuple[tuple[str, str], ...]:
+    """The flattened keys as written in the file, for the cmap view (empty if unreadable)."""
+    try:
+        text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
+        parsed = parse_text(text, path)
+    except (OSError, ConfigError):
+        return ()
+    return tuple((k, v) for k, v, _ in parsed.keys)
+
+
+def reloaded_keys(old: Iterable[tuple[str, str]], new: Iterable[tuple[str, str]]
+                  ) -> tuple[tuple[str, str], ...]:
+    """After a reload: the new file's reloadable keys, the old ones for everything else
+    (``quorum.provider`` keeps its running value)."""
+    def reloadable(k: str) -> bool:
+        return k.startswith(RELOADABLE_PREFIXES) and k != "quorum.provider"
+    kept = [(k, v) for k, v in old if not reloadable(k)]
+    return tuple(kept + [(k, v) for k, v in new if reloadable(k)])
 
 
 def cmap_view(config: ClusterConfig, configured: Iterable[tuple[str, str]],

@@ -37,7 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from pyquorum.config import load_config
 from pyquorum.config.model import ClusterConfig, NodeConfig
+from pyquorum.config.reload import plan_reload
 from pyquorum.core.engine import (
     Command,
     EngineEvent,
@@ -45,16 +47,19 @@ from pyquorum.core.engine import (
     NodeEngine,
     Notified,
     PersistState,
+    ReloadRequested,
     Replied,
     StoredState,
     ViewInstalled,
 )
-from pyquorum.daemon.cmap import cmap_view, select
+from pyquorum.daemon.cmap import cmap_view, read_configured_keys, reloaded_keys, select
 from pyquorum.daemon.errors import StartupError, StorageError
 from pyquorum.daemon.ipcserver import IpcServer
+from pyquorum.daemon.localnode import resolve_endpoints
 from pyquorum.daemon.logsys import DaemonLog
 from pyquorum.daemon.storage import StateStore
 from pyquorum.daemon.transport import UdpTransport
+from pyquorum.errors import ConfigError
 
 DATAGRAMS_PER_WAKEUP: Final = 256
 """Datagrams handled per readiness callback before timers and IPC get a turn."""
@@ -66,6 +71,7 @@ class DaemonSetup:
     """Everything prepared (and checked) before the loop starts."""
 
     config: ClusterConfig
+    config_path: str
     configured_keys: tuple[tuple[str, str], ...]
     node: NodeConfig
     authkey: bytes | None
@@ -112,7 +118,9 @@ class Daemon:
         self._last_members: tuple[int, ...] = ()
         self._loop_done = False
         self._late_signals: list[int] = []
-        self.stats: dict[str, int] = {"stalls": 0, "state_writes": 0, "signals": 0}
+        self._configured_keys = setup.configured_keys
+        self.stats: dict[str, int] = {"stalls": 0, "state_writes": 0, "signals": 0,
+                                      "reloads": 0, "reload_errors": 0}
 
     # ------------------------------------------------------------ running
     def run(self) -> int:
@@ -124,6 +132,7 @@ class Daemon:
         """
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._signal_handler)
+        signal.signal(signal.SIGHUP, self._sighup_handler)
         try:
             return asyncio.run(self._main())
         except Exception as exc:  # a bug: log it where the operator looks, exit 1
@@ -134,7 +143,7 @@ class Daemon:
             return 1
         finally:
             self._loop_done = True
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_IGN)  # exiting anyway
 
     def _signal_handler(self, signum: int, frame: object) -> None:
@@ -145,6 +154,13 @@ class Daemon:
             self._late_signals.append(signum)
             return
         loop.call_soon_threadsafe(self._on_signal, signum)
+
+    def _sighup_handler(self, signum: int, frame: object) -> None:
+        """SIGHUP: reload the configuration file of this node (in the loop)."""
+        loop = self._loop
+        if self._stopping or self._loop_done or loop is None or loop.is_closed():
+            return
+        loop.call_soon_threadsafe(self._on_sighup)
 
     async def _main(self) -> int:
         loop = asyncio.get_running_loop()
@@ -263,6 +279,43 @@ class Daemon:
             self.log.log(ev.level, ev.subsys, ev.message)
         elif isinstance(ev, ViewInstalled):
             self._log_view(ev)
+        elif isinstance(ev, ReloadRequested):
+            self.engine.finish_reload(ev, self._reload_file(), self._now())
+
+    # ------------------------------------------------------------ configuration reload
+    def _on_sighup(self) -> None:
+        """SIGHUP reloads this node only (``pyquorumtool --reload`` reloads every node)."""
+        if self._stopping or self._engine is None:
+            return
+        self.log.log("notice", "CFG", "Config reload requested by SIGHUP")
+        config = self._reload_file()
+        if config is not None:
+            self.engine.apply_config(config, self._now())
+        self._pump()
+
+    def _reload_file(self) -> ClusterConfig | None:
+        """Re-read the configuration file and keep what cannot change at run time
+        (``pyquorum.config.reload``); None (logged) when the file cannot be used."""
+        path = self.setup.config_path
+        nodeid = self.setup.node.nodeid
+        try:
+            plan = plan_reload(self.config, load_config(path, runtime=True), nodeid)
+            local = plan.config.node(nodeid)
+            peers = resolve_endpoints(plan.config, local)[1] if local is not None else {}
+        except (ConfigError, StartupError) as exc:
+            self.stats["reload_errors"] += 1
+            self.log.log("error", "CFG", f"Unable to reload config file: {exc}")
+            return None
+        for notice in plan.notices:
+            self.log.log("notice", "CFG", notice)
+        self.stats["reloads"] += 1
+        self._transport.set_peers(peers)
+        if self._ipc is not None:
+            self._ipc.set_uidgid(plan.config.uidgid)
+        self._configured_keys = reloaded_keys(self._configured_keys, read_configured_keys(path))
+        self.config = plan.config
+        self.log.log("notice", "CFG", f"Configuration reloaded from {path}")
+        return plan.config
 
     def _log_view(self, ev: ViewInstalled) -> None:
         old, new = set(self._last_members), set(ev.members)
@@ -375,7 +428,7 @@ class Daemon:
     def cmap_items(self, prefix: str) -> list[tuple[str, str]]:
         """The cmap view under ``prefix``, sorted."""
         assert self._ipc is not None
-        view = cmap_view(self.config, self.setup.configured_keys, self.engine,
+        view = cmap_view(self.config, self._configured_keys, self.engine,
                          (self._transport.stats, self._ipc.stats,
                           {**self.stats, "ipc_clients": self._ipc.client_count}))
         return select(view, prefix)

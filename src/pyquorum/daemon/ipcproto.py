@@ -14,6 +14,9 @@ completed its first sync, then the peer's credentials are checked)::
     uid != 0, gid != 0, neither in ``uidgid``                CS_ERR_ACCESS (11)
     otherwise                                                CS_OK + event channel fd
 
+CMAP (0), CFG (1) and QUORUM (3) are always offered; all services share the
+credential rule.
+
 After the hello, every frame is a request of the connection's service.
 ``RequestFramer`` cuts the byte stream: a frame whose type byte is unknown keeps the
 stream usable (the length says where the next frame starts) and gets
@@ -21,9 +24,26 @@ stream usable (the length says where the next frame starts) and gets
 service; anything else that does not decode (bad length, bad version, truncated
 fields) breaks the stream and the connection is closed.
 
-``to_command`` maps quorum and votequorum requests to engine commands,
-``response_for`` maps the engine's ``Replied`` back to the response class, and
-``event_for`` encodes callbacks (``Notified``) for the event channel.
+``to_command`` maps quorum, votequorum and cfg requests to engine commands,
+``cmap_set_action`` decides a cmap set, ``response_for`` maps the engine's ``Replied``
+back to the response class, and ``event_for`` encodes callbacks (``Notified``) for the
+event channel::
+
+    request                        engine command           response
+    -----------------------------  -----------------------  ------------------------------
+    Quorum*Req                     Quorum*                  Quorum*Res
+    Vq*Req                         Vq*                      VqGetInfoRes / VqStatusRes
+    CfgReloadReq                   CfgReload                CfgReloadRes (when this node
+                                                            has reloaded)
+    CmapSetReq, key                VqCancelWaitForAll       CmapSetRes (when CANCEL_WFA
+    quorum.cancel_wait_for_all,                             was delivered)
+    value 1..255
+    CmapSetReq, anything else      none                     CmapSetRes at once (see
+                                                            ``cmap_set_action``)
+    CmapGetPrefixReq, TestBlockReq none                     answered at once by the server
+
+pyquorum's cmap is read-only except for that one trigger key: a configuration change
+goes through the file and a reload (``CfgReloadReq``), never through cmap.
 """
 
 from __future__ import annotations
@@ -34,12 +54,14 @@ from typing import Final
 
 from pyquorum.config.model import UidGidConfig
 from pyquorum.core.engine import (
+    CfgReload,
     Command,
     QuorumGetQuorate,
     QuorumGetType,
     QuorumTrackStart,
     QuorumTrackStop,
     Replied,
+    VqCancelWaitForAll,
     VqGetInfo,
     VqQdeviceMasterWins,
     VqQdevicePoll,
@@ -89,7 +111,7 @@ def allowed(cred: PeerCred, uidgid: UidGidConfig) -> bool:
 
 def service_available(service: int, *, has_votequorum: bool, hooks: bool) -> bool:
     """Whether the daemon offers ``service`` (votequorum only with its provider)."""
-    if service in (ipc.SERVICE_QUORUM, ipc.SERVICE_CMAP):
+    if service in (ipc.SERVICE_QUORUM, ipc.SERVICE_CMAP, ipc.SERVICE_CFG):
         return True
     if service == ipc.SERVICE_VOTEQUORUM:
         return has_votequorum
@@ -181,7 +203,10 @@ def type_byte(msg: object) -> int:
 
 # ------------------------------------------------------------------ requests -> commands
 def to_command(msg: object) -> Command | None:
-    """The engine command for a quorum/votequorum request, else None."""
+    """The engine command for a quorum/votequorum/cfg request, else None (cmap sets go
+    through ``cmap_set_action``)."""
+    if isinstance(msg, ipc.CfgReloadReq):
+        return CfgReload()
     if isinstance(msg, ipc.QuorumGetQuorateReq):
         return QuorumGetQuorate()
     if isinstance(msg, ipc.QuorumTrackStartReq):
@@ -220,6 +245,43 @@ def _qdevice_command(msg: object) -> Command | None:
     return None
 
 
+CANCEL_WAIT_FOR_ALL_KEY: Final = "quorum.cancel_wait_for_all"
+"""The only writable cmap key: a trigger, as in Corosync (which resets it to 0)."""
+_U8_DIGITS: Final = 3
+
+
+def parse_u8(text: str) -> int | None:
+    """A cmap u8 value given as text: decimal digits only, 0..255; else None."""
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0")
+    if len(digits) > _U8_DIGITS:  # bounds int() on long strings
+        return None
+    value = int(digits or "0")
+    return value if value <= 0xFF else None
+
+
+def cmap_set_action(msg: ipc.CmapSetReq, *, has_votequorum: bool) -> Command | CsErr:
+    """What a cmap set does: an engine command (answered when the engine replies), or
+    the error to answer at once (CS_OK: accepted, nothing to do).
+
+    In this order: any key but ``quorum.cancel_wait_for_all`` -> CS_ERR_ACCESS (the cmap
+    view is read-only; reload the configuration file instead); no votequorum provider
+    -> CS_ERR_NOT_EXIST; a value that is not a u8 in decimal -> CS_ERR_INVALID_PARAM;
+    0 -> CS_OK; 1..255 -> ``VqCancelWaitForAll`` (RECONFIGURE CANCEL_WFA to every node).
+    """
+    if msg.key != CANCEL_WAIT_FOR_ALL_KEY:
+        return CsErr.CS_ERR_ACCESS
+    if not has_votequorum:
+        return CsErr.CS_ERR_NOT_EXIST
+    value = parse_u8(msg.value)
+    if value is None:
+        return CsErr.CS_ERR_INVALID_PARAM
+    if value == 0:
+        return CsErr.CS_OK
+    return VqCancelWaitForAll()
+
+
 def invalid_model(msg: object) -> bool:
     """MODEL_GETTYPE with a model other than V0/V1 (Corosync answers INVALID_PARAM)."""
     return isinstance(msg, ipc.QuorumModelGetTypeReq) and msg.model not in (0, 1)
@@ -237,6 +299,10 @@ def error_response(msg: object, error: CsErr) -> object:
         return _getinfo_res(error, None)
     if isinstance(msg, ipc.CmapGetPrefixReq):
         return ipc.CmapGetPrefixRes(int(error), ())
+    if isinstance(msg, ipc.CmapSetReq):
+        return ipc.CmapSetRes(int(error))
+    if isinstance(msg, ipc.CfgReloadReq):
+        return ipc.CfgReloadRes(int(error))
     return ipc.VqStatusRes(int(error))
 
 
@@ -263,6 +329,10 @@ def response_for(ev: Replied) -> object:
     if isinstance(cmd, VqGetInfo):
         info = ev.value if isinstance(ev.value, VoteQuorumInfo) else None
         return _getinfo_res(err, info)
+    if isinstance(cmd, CfgReload):
+        return ipc.CfgReloadRes(int(err))
+    if isinstance(cmd, VqCancelWaitForAll):  # only a cmap set sends it
+        return ipc.CmapSetRes(int(err))
     return ipc.VqStatusRes(int(err))
 
 

@@ -12,21 +12,34 @@ Per connection:
                                                   (error), close; CS_OK -> socketpair, reply
                                                   with the client's end (SCM_RIGHTS)
     await hello    any other frame / garbage      count malformed, close
-    open           request of our service         quorum/votequorum (qdevice included):
-                                                  engine command (answer when ``Replied``
-                                                  comes); cmap, testhook: answered at once
+    open           request of our service         quorum/votequorum (qdevice included),
+                                                  cfg reload: engine command (answer when
+                                                  ``Replied`` comes); cmap set of
+                                                  quorum.cancel_wait_for_all to 1..255:
+                                                  engine ``VqCancelWaitForAll`` (likewise);
+                                                  other cmap requests, testhook: answered
+                                                  at once
     open           other service's request or     ErrorReply(INVALID_PARAM, type), keep open
                    unknown type
     open           malformed frame                count, log, close this connection only
     open           EOF/error on either socket     close (engine ``connection_closed``)
 
 Responses leave in request order: each request takes a slot in a FIFO, engine
-answers fill their slot, and the filled head of the FIFO is written.  Reading stops
+answers fill their slot, and the filled head of the FIFO is written (a cmap set that
+goes to the engine waits in its slot like any engine-backed request).  Reading stops
 while ``MAX_INFLIGHT`` requests are unanswered or ``MAX_OUTPUT_BYTES`` of responses
 are unread (the client's own flow control), so nothing a client does grows without
 bound.  Events go to the connection's event channel; when more than
 ``MAX_EVENT_BACKLOG`` bytes of events pile up unread, the client is logged and
 disconnected.
+
+Only quorum and votequorum connections are announced to the engine (``ipc_opened`` /
+``ipc_closed``): cfg and cmap connections send engine commands that need no per-connection
+state, and an answer for a connection that has gone is dropped.
+
+pyquorum's cmap is read-only except for the trigger key ``quorum.cancel_wait_for_all``
+(``ipcproto.cmap_set_action``): any other key answers CS_ERR_ACCESS; configuration
+changes go through the configuration file and a cfg reload.
 
 Output is coalesced: answers and events are appended to per-connection buffers and
 one ``call_soon`` flush per loop iteration sends them, events first (a batch of
@@ -86,7 +99,7 @@ class IpcBackend(Protocol):
         """A quorum/votequorum connection was admitted."""
 
     def ipc_command(self, conn: int, command: Command) -> None:
-        """Feed an engine command (and pump)."""
+        """Feed an engine command (and pump); from any connection, cfg and cmap included."""
 
     def ipc_closed(self, conn: int) -> None:
         """A quorum/votequorum connection closed (engine ``connection_closed``, pump)."""
@@ -211,6 +224,11 @@ class IpcServer:
                     self.path.unlink()
             except OSError:
                 pass
+
+    def set_uidgid(self, uidgid: UidGidConfig) -> None:
+        """A reloaded ``uidgid`` configuration: it decides the admission of connections
+        from now on; connections already admitted stay open (as in Corosync)."""
+        self._uidgid = uidgid
 
     @property
     def client_count(self) -> int:
@@ -428,6 +446,13 @@ class IpcServer:
             items = tuple(ipc.KeyValue(k, v) for k, v in self._backend.cmap_items(msg.prefix))
             self._answer(client, ipc.CmapGetPrefixRes(int(CsErr.CS_OK), items))
             return
+        if isinstance(msg, ipc.CmapSetReq):
+            action = proto.cmap_set_action(msg, has_votequorum=self._backend.has_votequorum)
+            if isinstance(action, CsErr):
+                self._answer(client, ipc.CmapSetRes(int(action)))
+            else:
+                self._send_command(client, action)
+            return
         if isinstance(msg, ipc.TestBlockReq):
             self._backend.test_block(tuple(msg.nodeids))
             self._answer(client, ipc.VqStatusRes(int(CsErr.CS_OK)))
@@ -439,6 +464,10 @@ class IpcServer:
         if command is None:  # a request type of this service we do not implement
             self._answer(client, proto.error_response(msg, CsErr.CS_ERR_NOT_SUPPORTED))
             return
+        self._send_command(client, command)
+
+    def _send_command(self, client: _Client, command: Command) -> None:
+        """Take the request's FIFO slot, then feed the engine (its ``Replied`` fills it)."""
         client.slots.append(_Slot(command))
         self._backend.ipc_command(client.conn_id, command)
 

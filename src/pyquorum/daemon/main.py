@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Final, NoReturn
 
 from pyquorum import __version__
-from pyquorum.config import load_config, parse_text
+from pyquorum.config import load_config
 from pyquorum.config.model import ClusterConfig
 from pyquorum.daemon.authkey import load_authkey
+from pyquorum.daemon.cmap import read_configured_keys
 from pyquorum.daemon.driver import Daemon, DaemonSetup
 from pyquorum.daemon.errors import StartupError
 from pyquorum.daemon.localnode import find_local_node, resolve_endpoints
@@ -60,16 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write READY to this inherited fd once serving, then close it")
     p.add_argument("-v", "--version", action="version", version=f"{PROG} {__version__}")
     return p
-
-
-def _configured_keys(path: str) -> tuple[tuple[str, str], ...]:
-    """The flattened keys as written in the file, for the cmap view."""
-    try:
-        text = Path(path).read_bytes().decode("utf-8", "surrogateescape")
-        parsed = parse_text(text, path)
-    except (OSError, ConfigError):
-        return ()
-    return tuple((k, v) for k, v, _ in parsed.keys)
 
 
 class PidLock:
@@ -212,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stored = store.load()
         transport = UdpTransport(local, peers)
         transport.open()
-        configured_keys = _configured_keys(args.config)
+        configured_keys = read_configured_keys(args.config)
     except (ConfigError, StartupError) as exc:
         if log is not None:
             log.detach_stderr()
@@ -243,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         lock.write_pid()
     setup = DaemonSetup(
-        config=config, configured_keys=configured_keys, node=node,
+        config=config, config_path=args.config, configured_keys=configured_keys, node=node,
         authkey=authkey, store=store, stored=stored, transport=transport, run_dir=run_dir,
         hooks=os.environ.get(HOOKS_ENV) == "1", ready_fd=ready_fd,
     )

@@ -42,6 +42,11 @@ class UdpTransport:
             "blocked_in": 0, "blocked_out": 0,
         }
 
+    def set_peers(self, peers: dict[int, Endpoint]) -> None:
+        """A reload changed the other nodes' endpoints (the local one stays bound)."""
+        self.peers = dict(peers)
+        self._by_addr = {ep.address[:2]: nodeid for nodeid, ep in peers.items()}
+
     def open(self) -> None:
         """Create and bind the socket (non-blocking); ``StartupError`` if it cannot bind."""
         sock = socket.socket(self.local.family, socket.SOCK_DGRAM)

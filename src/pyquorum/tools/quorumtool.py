@@ -8,8 +8,9 @@ Three layers, so that everything but the socket traffic is testable without a da
    exact messages and exit code, following the C tool's getopt loop
    (``VHaslpmfe:v:hin:o:``): options are handled left to right, the last command option
    wins, the default command is ``-s``, invalid numbers stop with a message and exit 1,
-   an unknown option or a missing argument prints the usage and exits 1.  Two long
-   options are added: ``--json`` and ``--run-dir DIR``.
+   an unknown option or a missing argument prints the usage and exits 1.  Long options
+   are added: ``--json``, ``--run-dir DIR`` and two commands, ``--reload`` and
+   ``--cancel-wait-for-all`` (see below).
 2. ``QuorumTool`` runs one command through a ``ClientApi`` (the corosync-shaped client
    calls, injectable): it reproduces the call sequence of spec 7.2 (getquorate; quorum
    trackstart CURRENT + dispatch ONE until the snapshot is handled + trackstop;
@@ -27,6 +28,19 @@ Deliberate differences from the C tool (all documented in ``--help``):
 * ``-m`` waits on both event fds: after a quorum event it waits (at most
   ``VQ_NODELIST_WAIT_S``) for votequorum's nodelist event of the same ring instead of
   blocking until the next membership change; Ctrl-C ends it with exit 0.
+
+pyquorum extensions (corosync-quorumtool has neither; Corosync does these with other
+tools, whose messages they print):
+
+* ``--reload``: ``corosync-cfgtool -R``, through the cfg service only: prints
+  ``Reloading corosync.conf...`` then ``Done`` (exit 0), or ``Could not reload
+  configuration. Error <cs_strerror>`` (exit 1);
+* ``--cancel-wait-for-all``: ``corosync-cmapctl -s quorum.cancel_wait_for_all u8 1``,
+  through cmap only: prints nothing (exit 0), or ``Failed to set key
+  quorum.cancel_wait_for_all. Error <cs_strerror>`` (exit 1).
+
+With ``--json`` they print ``{"ok": true}`` on success instead; errors stay text on
+stderr, as for ``-e``/``-v``.
 """
 
 from __future__ import annotations
@@ -43,7 +57,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, Protocol, TextIO
 
 from pyquorum import __version__
-from pyquorum.client import cmap, quorum, votequorum
+from pyquorum.client import cfg, cmap, quorum, votequorum
 from pyquorum.errors import CsErr, CsError, cs_strerror
 from pyquorum.tools.qtformat import (
     INFO_QDEVICE_REGISTERED,
@@ -82,11 +96,14 @@ EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
 EXIT_NOT_QUORATE: Final = 2
 
+CANCEL_WAIT_FOR_ALL_KEY: Final = "quorum.cancel_wait_for_all"
+
 Command = Literal["status", "nodes", "monitor", "setexpected", "setvotes", "unregister",
-                  "usage"]
+                  "reload", "cancel_wfa", "usage"]
 
 _OPTSTRING: Final = "VHaslpmfe:v:hin:o:"
-_LONGOPTS: Final = frozenset({"json", "run-dir", "help", "version"})
+_LONGOPTS: Final = frozenset({"json", "run-dir", "help", "version", "reload",
+                              "cancel-wait-for-all"})
 _LONGOPTS_WITH_ARG: Final = frozenset({"run-dir"})
 
 
@@ -138,6 +155,11 @@ def usage_text(prog: str = PROG) -> str:
         "  -f             forcefully unregister a quorum device *DANGEROUS* (*)\n"
         "  -h             show this help text\n"
         "  -V             show version and exit\n"
+        "  --reload       tell every node of the cluster to reload its configuration\n"
+        "                 file (like corosync-cfgtool -R)\n"
+        "  --cancel-wait-for-all\n"
+        "                 cancel wait_for_all on every node (*) (like corosync-cmapctl\n"
+        "                 -s quorum.cancel_wait_for_all u8 1)\n"
         "  --json         print one JSON object (per event with -m) instead of text\n"
         "  --run-dir DIR  the daemon's run directory (default: $PYQUORUM_RUN_DIR,\n"
         f"                 else {DEFAULT_RUN_DIR})\n"
@@ -289,6 +311,10 @@ def parse_args(
                              stderr="".join(errors))
         elif opt in ("h", "--help"):
             return ParseExit(EXIT_OK, stdout=usage_text(prog), stderr="".join(errors))
+        elif opt == "--reload":
+            opts = replace(opts, command="reload")
+        elif opt == "--cancel-wait-for-all":
+            opts = replace(opts, command="cancel_wfa")
         elif opt == "--json":
             opts = replace(opts, json=True)
         elif opt == "--run-dir":
@@ -379,6 +405,22 @@ class ClientApi(Protocol):
         """``cmap`` keys starting with ``prefix``."""
         ...
 
+    def cmap_set_uint8(self, key: str, value: int) -> None:
+        """``cmap_set_uint8`` (a short-lived cmap connection)."""
+        ...
+
+    def corosync_cfg_initialize(self) -> int:
+        """``corosync_cfg_initialize`` without callbacks."""
+        ...
+
+    def corosync_cfg_finalize(self, handle: int) -> None:
+        """``corosync_cfg_finalize``."""
+        ...
+
+    def corosync_cfg_reload_config(self, handle: int) -> None:
+        """``corosync_cfg_reload_config``."""
+        ...
+
 
 class RealClientApi:
     """``ClientApi`` over ``pyquorum.client`` for the daemon of one run directory."""
@@ -465,6 +507,22 @@ class RealClientApi:
         """See ``ClientApi``."""
         return dict(cmap.cmap_get_prefix(prefix, run_dir=self.run_dir))
 
+    def cmap_set_uint8(self, key: str, value: int) -> None:
+        """See ``ClientApi``."""
+        cmap.cmap_set_uint8(key, value, run_dir=self.run_dir)
+
+    def corosync_cfg_initialize(self) -> int:
+        """See ``ClientApi``."""
+        return cfg.corosync_cfg_initialize(None, run_dir=self.run_dir)
+
+    def corosync_cfg_finalize(self, handle: int) -> None:
+        """See ``ClientApi``."""
+        cfg.corosync_cfg_finalize(handle)
+
+    def corosync_cfg_reload_config(self, handle: int) -> None:
+        """See ``ClientApi``."""
+        cfg.corosync_cfg_reload_config(handle)
+
 
 def reverse_lookup(addr: str) -> str:
     """``getnameinfo`` without flags: the host name of ``addr``, else its numeric form."""
@@ -516,6 +574,7 @@ class QuorumTool:
         self.q_handle: int | None = None
         self.q_type = QUORUM_FREE
         self.v_handle: int | None = None
+        self.c_handle: int | None = None
         self.provider: str | None = None
         self.our_nodeid = 0
         self.view = _QuorumView()
@@ -569,6 +628,10 @@ class QuorumTool:
 
     def close_all(self) -> None:
         """Finalize every handle that was opened (errors ignored)."""
+        if self.c_handle is not None:
+            with contextlib.suppress(CsError):
+                self.api.corosync_cfg_finalize(self.c_handle)
+            self.c_handle = None
         if self.q_handle is not None:
             with contextlib.suppress(CsError):
                 self.api.quorum_finalize(self.q_handle)
@@ -581,8 +644,12 @@ class QuorumTool:
     def run(self) -> int:
         """Run the command; returns the exit status."""
         try:
-            self.init_all()
             cmd = self.opts.command
+            if cmd == "reload":  # the cfg service only
+                return self.reload_config()
+            if cmd == "cancel_wfa":  # cmap only
+                return self.cancel_wait_for_all()
+            self.init_all()
             if cmd in ("setexpected", "setvotes", "unregister") and self.using_votequorum() <= 0:
                 what = {"setexpected": "change expected votes",
                         "setvotes": "change node votes",
@@ -827,6 +894,45 @@ class QuorumTool:
         if self.opts.json:
             self.out.write(json.dumps({"ok": True, "unregistered": bool(
                 info.flags & INFO_QDEVICE_REGISTERED)}) + "\n")
+        return EXIT_OK
+
+
+    def _print_ok(self) -> None:
+        """``--json``: the success object of the pyquorum-only commands."""
+        if self.opts.json:
+            self.out.write(json.dumps({"ok": True}) + "\n")
+            self.out.flush()
+
+    def reload_config(self) -> int:
+        """``--reload``: ``corosync-cfgtool -R`` (cluster-wide reload of the config file)."""
+        if not self.opts.json:
+            self.out.write("Reloading corosync.conf...\n")
+            self.out.flush()
+        try:
+            self.c_handle = self.api.corosync_cfg_initialize()
+        except CsError as e:
+            raise self._fail("Could not initialize corosync configuration API error "
+                             f"{cs_strerror(e.code)}") from None
+        try:
+            self.api.corosync_cfg_reload_config(self.c_handle)
+        except CsError as e:
+            raise self._fail(f"Could not reload configuration. Error {cs_strerror(e.code)}"
+                             ) from None
+        if self.opts.json:
+            self._print_ok()
+        else:
+            self.out.write("Done\n")
+            self.out.flush()
+        return EXIT_OK
+
+    def cancel_wait_for_all(self) -> int:
+        """``--cancel-wait-for-all``: ``corosync-cmapctl -s quorum.cancel_wait_for_all u8 1``."""
+        try:
+            self.api.cmap_set_uint8(CANCEL_WAIT_FOR_ALL_KEY, 1)
+        except CsError as e:
+            raise self._fail(f"Failed to set key {CANCEL_WAIT_FOR_ALL_KEY}. Error "
+                             f"{cs_strerror(e.code)}") from None
+        self._print_ok()
         return EXIT_OK
 
 

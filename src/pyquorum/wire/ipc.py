@@ -19,8 +19,18 @@ request socket in request order; events (callbacks) only on the event channel, s
 event fd is readable exactly when an event is queued (``quorum_fd_get``) and hangs up
 when the daemon goes away.
 
-Services (Corosync's ids): CMAP 0 (read-only key view), QUORUM 3, VOTEQUORUM 5, and
-TESTHOOK 99 (only when the daemon runs with ``PYQUORUM_TEST_HOOKS=1``).
+Services (Corosync's ids): CMAP 0 (the key view, read-only but for the one trigger key
+``quorum.cancel_wait_for_all``), CFG 1 (the cluster-wide configuration reload), QUORUM 3,
+VOTEQUORUM 5, and TESTHOOK 99 (only when the daemon runs with ``PYQUORUM_TEST_HOOKS=1``).
+
+Type bytes::
+
+    1-5    connection set-up, ErrorReply, Sync/SyncReply (any service)
+    10-32  quorum: requests 10-14, responses 20-22, events 30-32
+    40-62  votequorum: requests 40-49, responses 50-51, events 60-62
+    70-73  cmap: CmapGetPrefixReq/Res 70/71, CmapSetReq/Res 72/73
+    80-81  cfg: CfgReloadReq/Res
+    90     testhook: TestBlockReq (answered with VqStatusRes)
 """
 
 from __future__ import annotations
@@ -39,10 +49,12 @@ MAX_FRAME_BYTES: Final = 1 << 20
 SOCKET_NAME: Final = "pyquorum.sock"
 
 SERVICE_CMAP: Final = 0
+SERVICE_CFG: Final = 1
 SERVICE_QUORUM: Final = 3
 SERVICE_VOTEQUORUM: Final = 5
 SERVICE_TESTHOOK: Final = 99
-SERVICES: Final = frozenset({SERVICE_CMAP, SERVICE_QUORUM, SERVICE_VOTEQUORUM, SERVICE_TESTHOOK})
+SERVICES: Final = frozenset({SERVICE_CMAP, SERVICE_CFG, SERVICE_QUORUM, SERVICE_VOTEQUORUM,
+                             SERVICE_TESTHOOK})
 
 _LENGTH: Final = struct.Struct(">I")
 
@@ -334,7 +346,7 @@ class VqNodelistEvent:
     members: tuple[U32, ...]
 
 
-# ------------------------------------------------------------------ cmap (0), read-only
+# ------------------------------------------------------------------ cmap (0)
 @dataclass(frozen=True, slots=True)
 class KeyValue:
     """One cmap key and its value as text."""
@@ -358,6 +370,44 @@ class CmapGetPrefixRes:
     items: tuple[KeyValue, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class CmapSetReq:
+    """MESSAGE_REQ_CMAP_SET with the value as text.
+
+    Only ``quorum.cancel_wait_for_all`` is writable (a u8: 1..255 cancels wait_for_all
+    on every node, 0 does nothing); any other key is refused with CS_ERR_ACCESS.
+    """
+
+    CS_ID: ClassVar[int] = 0
+    key: Str
+    value: Str
+
+
+@dataclass(frozen=True, slots=True)
+class CmapSetRes:
+    """MESSAGE_RES_CMAP_SET."""
+
+    CS_ID: ClassVar[int] = 0
+    error: U32
+
+
+# ------------------------------------------------------------------ cfg (1)
+@dataclass(frozen=True, slots=True)
+class CfgReloadReq:
+    """MESSAGE_REQ_CFG_RELOAD_CONFIG: every node re-reads its configuration file."""
+
+    CS_ID: ClassVar[int] = 7
+
+
+@dataclass(frozen=True, slots=True)
+class CfgReloadRes:
+    """MESSAGE_RES_CFG_RELOAD_CONFIG: sent once the local node has reloaded
+    (CS_ERR_LIBRARY: its configuration file is unusable)."""
+
+    CS_ID: ClassVar[int] = 15
+    error: U32
+
+
 # ------------------------------------------------------------------ test hook (99)
 @dataclass(frozen=True, slots=True)
 class TestBlockReq:
@@ -378,7 +428,8 @@ IPC_TYPES: Final[dict[type, int]] = {
     VqQdeviceUpdateReq: 47, VqQdevicePollReq: 48, VqQdeviceMasterWinsReq: 49,
     VqStatusRes: 50, VqGetInfoRes: 51,
     VqQuorumEvent: 60, VqExpectedVotesEvent: 61, VqNodelistEvent: 62,
-    CmapGetPrefixReq: 70, CmapGetPrefixRes: 71,
+    CmapGetPrefixReq: 70, CmapGetPrefixRes: 71, CmapSetReq: 72, CmapSetRes: 73,
+    CfgReloadReq: 80, CfgReloadRes: 81,
     TestBlockReq: 90,
 }
 
@@ -387,12 +438,14 @@ QUORUM_REQUESTS: Final = (QuorumGetQuorateReq, QuorumTrackStartReq, QuorumTrackS
 VOTEQUORUM_REQUESTS: Final = (VqGetInfoReq, VqSetExpectedReq, VqSetVotesReq, VqTrackStartReq,
                               VqTrackStopReq, VqQdeviceRegisterReq, VqQdeviceUnregisterReq,
                               VqQdeviceUpdateReq, VqQdevicePollReq, VqQdeviceMasterWinsReq)
-CMAP_REQUESTS: Final = (CmapGetPrefixReq,)
+CMAP_REQUESTS: Final = (CmapGetPrefixReq, CmapSetReq)
+CFG_REQUESTS: Final = (CfgReloadReq,)
 TESTHOOK_REQUESTS: Final = (TestBlockReq,)
 REQUESTS_BY_SERVICE: Final[dict[int, tuple[type, ...]]] = {
     SERVICE_QUORUM: QUORUM_REQUESTS,
     SERVICE_VOTEQUORUM: VOTEQUORUM_REQUESTS,
     SERVICE_CMAP: CMAP_REQUESTS,
+    SERVICE_CFG: CFG_REQUESTS,
     SERVICE_TESTHOOK: TESTHOOK_REQUESTS,
 }
 
