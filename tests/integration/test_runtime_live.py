@@ -162,3 +162,26 @@ def test_cancel_wait_for_all_makes_a_partial_cluster_quorate(
     assert r.returncode == 0, r.stdout + r.stderr
     wait_values(c, (1, 2), (3, 2, 2, True))
     assert "wait_for_all_status reset by user on node 2." in c.log(1) + c.log(2)
+
+
+def test_a_reload_gets_the_runtime_fallback_where_startup_would_refuse(
+        local_cluster: Callable[..., LocalCluster]) -> None:
+    """A quorum device next to last_man_standing is fatal at start-up (spec 4.2 #9); on a
+    reload votequorum disables device operations instead and the cluster stays quorate."""
+    c = started(local_cluster, quorum={"last_man_standing": 1})
+    device = "quorum {\n    device {\n        model: net\n    }\n}\n"
+    c.write_config(2, extra=device)
+    os.kill(c.pid(2), signal.SIGHUP)
+    wait_until(lambda: "disabling quorum device operations" in c.log(2), WAIT_S,
+               "the runtime fallback")
+    assert "configuration error: quorum.device is not compatible with last_man_standing" \
+        in c.log(2)
+    assert c.cmap(2, "runtime.votequorum.qdevice_can_operate") == {
+        "runtime.votequorum.qdevice_can_operate": "0"}
+    # As in Corosync, the derived device votes (N - 1 = 2, 4.2 #13) still count in the
+    # expected votes although the device may not operate: 5 expected, quorum 3.
+    wait_values(c, (1, 2, 3), (5, 3, 3, True))
+    c.stop(2)
+    r = c.start(2, wait_ready=False)
+    assert r.wait(timeout=WAIT_S) == 1  # the same file is refused at start-up
+    assert "last_man_standing" in c.stderr(2)
