@@ -11,9 +11,12 @@ pyquorum applies at run time:
 * ``nodelist``: nodes added (they may join), removed (a removed member is failed)
   and changed votes or addresses of other nodes;
 * ``quorum.*`` except ``quorum.provider``, through votequorum's runtime re-read;
-* ``uidgid``: the IPC access list.
+* ``uidgid``: the IPC access list;
+* ``totem.keyfile`` and the key in it: a new key is rotated in without dropping the
+  cluster (``NodeEngine.rotate_key``).
 
 Everything else keeps its running value and gets the notice above: ``totem.*``
+(but the keyfile)
 (Corosync can change some totem timeouts at run time; pyquorum cannot yet),
 ``quorum.provider``, this node's own address and port, ``logging.*`` and ``system.*``.
 A new file in which this node is missing is refused as a whole.
@@ -47,7 +50,7 @@ def plan_reload(current: ClusterConfig, new: ClusterConfig, local_nodeid: int) -
     """
     notices: list[str] = []
     for f in fields(current.totem):
-        if getattr(current.totem, f.name) != getattr(new.totem, f.name):
+        if f.name != "keyfile" and getattr(current.totem, f.name) != getattr(new.totem, f.name):
             notices.append(_notice(f"totem.{f.name}"))
     if current.quorum.provider != new.quorum.provider:
         notices.append(_notice("quorum.provider"))
@@ -69,6 +72,7 @@ def plan_reload(current: ClusterConfig, new: ClusterConfig, local_nodeid: int) -
 
     config = replace(
         current,
+        totem=replace(current.totem, keyfile=new.totem.keyfile),
         nodes=nodes,
         quorum=replace(new.quorum, provider=current.quorum.provider),
         uidgid=new.uidgid,

@@ -72,6 +72,7 @@ from pyquorum.types import RingId
 from pyquorum.wire.codec import Malformed, decode, encode
 from pyquorum.wire.crypto import Opened, SecureChannel
 from pyquorum.wire.messages import (
+    KeyReady,
     NodeFlag,
     NodeInfo,
     OrderedPayload,
@@ -345,6 +346,12 @@ class NodeEngine:
         self._sync_wait: _SyncWait | None = None
         self.ready = False
         """True once the first view is installed: clients are admitted from then on."""
+        self._rotation: int | None = None
+        """Fingerprint of the authkey we rotate to (added, not yet sealing with it)."""
+        self._key_ready: dict[int, set[int]] = {}
+        """Per key fingerprint, the nodes whose KeyReady was delivered."""
+        self._key_drop_at: int | None = None
+        """When the previous key is forgotten after a switch."""
         self._leaving = False
         self.left = False
         """True once the membership LEAVE went out (see ``leave``)."""
@@ -373,6 +380,11 @@ class NodeEngine:
     def handle_timer(self, now_ms: int) -> None:
         """Run whatever is due at ``now_ms``."""
         self._tick(now_ms)
+        if self._key_drop_at is not None and now_ms >= self._key_drop_at:
+            self._key_drop_at = None
+            self._channel.drop_keys()
+            self._events.append(LogRecord("notice", "TOTEM", "The previous authkey is no "
+                                          "longer accepted"))
         self.membership.handle_timer(now_ms)
         if self.vq is not None:
             self.vq.handle_timer(now_ms)
@@ -456,6 +468,51 @@ class NodeEngine:
             self._reply(conn, cmd, CsErr.CS_OK if config is not None else CsErr.CS_ERR_LIBRARY)
         self._pump()
 
+    def rotate_key(self, authkey: bytes, now_ms: int) -> bool:
+        """Start rotating the cluster authkey to ``authkey`` (a reload found a new key).
+
+        The new key is accepted at once, and ``KeyReady`` is multicast in agreed
+        order; datagrams keep being sealed with the old key until KeyReady of this key
+        was delivered from every member of the view, when every member switches at the
+        same point of the order.  The old key is still accepted for two token timeouts
+        after that, then forgotten.  A member without the new key keeps everyone on the
+        old one (nothing breaks; the log says who is missing).  Returns False when
+        ``authkey`` is the key in use already.
+        """
+        self._tick(now_ms)
+        channel = self._channel
+        fp = channel.key_fingerprint(authkey)
+        if fp == channel.send_key:
+            return False
+        if fp not in channel.keys:
+            channel.drop_keys()  # an unfinished earlier rotation is abandoned
+            channel.add_key(authkey)
+        self._rotation = fp
+        self._key_drop_at = None
+        self._events.append(LogRecord("notice", "TOTEM", f"New authkey {fp:016x} accepted; "
+                                      "sealing with it once every member has it"))
+        self.membership.submit(KeyReady(self.node_id, fp), now_ms)
+        self._pump()
+        return True
+
+    @property
+    def key_fingerprint(self) -> int:
+        """The fingerprint of the authkey datagrams are sealed with."""
+        return self._channel.send_key
+
+    def _check_key_switch(self) -> None:
+        fp = self._rotation
+        if fp is None:
+            return
+        ready = self._key_ready.get(fp, set())
+        if not set(self._members) <= ready:
+            return
+        self._channel.use_key(fp)
+        self._rotation = None
+        self._key_drop_at = self._now + 2 * self.membership.timing.token_ms
+        self._events.append(LogRecord("notice", "TOTEM", f"Sealing with authkey {fp:016x} "
+                                      "now: every member has it"))
+
     def _send_leave(self) -> None:
         if self.left:
             return
@@ -477,6 +534,8 @@ class NodeEngine:
         deadlines = [self.membership.get_timer()]
         if self.vq is not None and (t := self.vq.get_timer()) is not None:
             deadlines.append(t)
+        if self._key_drop_at is not None:
+            deadlines.append(self._key_drop_at)
         return min(deadlines)
 
     # ------------------------------------------------------------ introspection
@@ -554,6 +613,7 @@ class NodeEngine:
     def _on_view(self, ev: mb.ViewInstalled) -> None:
         self._view_ring = ev.ring
         self._members = ev.members
+        self._check_key_switch()  # a member without the new key may have left
         self._sync_wait = None  # a newer view ends (aborts) a sync still waiting
         self.quorum.sync_started(ev.ring, ev.members)
         self.quorum.nodelist_activated(ev.transitional)
@@ -636,6 +696,10 @@ class NodeEngine:
     def _on_ordered(self, ev: mb.OrderedDelivered) -> None:
         vq = self.vq
         pending = self._vq_requests.pop(ev.request_id, None) if ev.origin == self.node_id else None
+        if isinstance(ev.payload, KeyReady):
+            self._key_ready.setdefault(ev.payload.fingerprint, set()).add(ev.origin)
+            self._check_key_switch()
+            return
         if isinstance(ev.payload, ReloadConfig):
             self._events.append(LogRecord(
                 "notice", "CFG", f"Config reload requested by node {ev.payload.nodeid}"))

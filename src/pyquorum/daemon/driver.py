@@ -52,6 +52,7 @@ from pyquorum.core.engine import (
     StoredState,
     ViewInstalled,
 )
+from pyquorum.daemon.authkey import load_authkey
 from pyquorum.daemon.cmap import cmap_view, read_configured_keys, reloaded_keys, select
 from pyquorum.daemon.errors import StartupError, StorageError
 from pyquorum.daemon.ipcserver import IpcServer
@@ -280,7 +281,10 @@ class Daemon:
         elif isinstance(ev, ViewInstalled):
             self._log_view(ev)
         elif isinstance(ev, ReloadRequested):
-            self.engine.finish_reload(ev, self._reload_file(), self._now())
+            config, key = self._reload_file()
+            self.engine.finish_reload(ev, config, self._now())
+            if key is not None:
+                self.engine.rotate_key(key, self._now())
 
     # ------------------------------------------------------------ configuration reload
     def _on_sighup(self) -> None:
@@ -288,24 +292,28 @@ class Daemon:
         if self._stopping or self._engine is None:
             return
         self.log.log("notice", "CFG", "Config reload requested by SIGHUP")
-        config = self._reload_file()
+        config, key = self._reload_file()
         if config is not None:
             self.engine.apply_config(config, self._now())
+        if key is not None:
+            self.engine.rotate_key(key, self._now())
         self._pump()
 
-    def _reload_file(self) -> ClusterConfig | None:
+    def _reload_file(self) -> tuple[ClusterConfig | None, bytes | None]:
         """Re-read the configuration file and keep what cannot change at run time
-        (``pyquorum.config.reload``); None (logged) when the file cannot be used."""
+        (``pyquorum.config.reload``); also re-read the authkey (a new one is rotated
+        in by the caller).  (None, None), logged, when the file or key is unusable."""
         path = self.setup.config_path
         nodeid = self.setup.node.nodeid
         try:
             plan = plan_reload(self.config, load_config(path, runtime=True), nodeid)
             local = plan.config.node(nodeid)
             peers = resolve_endpoints(plan.config, local)[1] if local is not None else {}
+            key, _ = load_authkey(plan.config)
         except (ConfigError, StartupError) as exc:
             self.stats["reload_errors"] += 1
             self.log.log("error", "CFG", f"Unable to reload config file: {exc}")
-            return None
+            return None, None
         for notice in plan.notices:
             self.log.log("notice", "CFG", notice)
         self.stats["reloads"] += 1
@@ -315,7 +323,7 @@ class Daemon:
         self._configured_keys = reloaded_keys(self._configured_keys, read_configured_keys(path))
         self.config = plan.config
         self.log.log("notice", "CFG", f"Configuration reloaded from {path}")
-        return plan.config
+        return plan.config, key
 
     def _log_view(self, ev: ViewInstalled) -> None:
         old, new = set(self._last_members), set(ev.members)

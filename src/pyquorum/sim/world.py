@@ -199,6 +199,16 @@ class Simulator:
         node.engine.apply_config(config, self.now_ms)
         self._pump(node)
 
+    def rotate_key(self, node_id: int, authkey: bytes) -> None:
+        """A reload on ``node_id`` found a new authkey (``NodeEngine.rotate_key``); nodes
+        started from now on boot with it."""
+        self.authkey = authkey
+        node = self.nodes[node_id]
+        if node.engine is None:
+            return
+        node.engine.rotate_key(authkey, self.now_ms)
+        self._pump(node)
+
     def _set_config(self, config: ClusterConfig) -> None:
         self.checker.runtime_changes = True
         self.config = config

@@ -29,6 +29,13 @@ incarnation replaces the record (the sender restarted); a lower one, or the same
 one with another boot nonce, is stale.  Records exist only for senders that
 proved they hold the key, so forged traffic cannot grow them.
 
+Key rotation.  A channel can hold a second authkey (``add_key``): ``open`` tries
+the key that last verified for that sender boot, then the others, so datagrams
+sealed under either key are accepted; ``seal`` keeps using the *send key* until
+``use_key`` switches it, and ``drop_keys`` forgets the others.  Keys are named by a
+``fingerprint`` (HKDF of the key, 8 bytes as an int) that reveals nothing about the
+key.  The engine orders the switch across the cluster (``NodeEngine.rotate_key``).
+
 The class is pure: no clock, no randomness (the caller supplies ``incarnation``
 and ``boot_nonce``, fresh at every start), no module-level mutable state.
 """
@@ -76,6 +83,8 @@ _SALT: Final = b"pyquorum-v1"
 _GCM_TAG: Final = 16
 _CIPHERS: Final = {"none": (0, 0), "aes128": (1, 16), "aes192": (2, 24), "aes256": (3, 32)}
 _HASHES: Final = {"none": 0, "md5": 1, "sha1": 2, "sha256": 3, "sha384": 4, "sha512": 5}
+MAX_KEYS: Final = 2
+"""Keys a channel holds at once: the send key and one being rotated in or out."""
 MAX_OVERHEAD: Final = HEADER_SIZE + 64
 """The most bytes ``seal`` adds to a plaintext (header + an HMAC-SHA512 tag)."""
 MAX_PLAINTEXT_BYTES: Final = MAX_DATAGRAM_BYTES - MAX_OVERHEAD
@@ -121,6 +130,16 @@ class _Peer:
     highest: int
     seen: int  # bit k set: counter highest - k was accepted
     aead: AESGCM | None
+    key: int  # fingerprint of the key that verified this boot's last datagram
+
+
+@dataclass(slots=True)
+class _Key:
+    """One authkey and what is derived from it."""
+
+    authkey: bytes
+    hmac_key: bytes
+    own_aead: AESGCM | None
 
 
 class SecureChannel:
@@ -160,10 +179,8 @@ class SecureChannel:
         protected = bool(cipher_code or hash_code)
         if protected and (authkey is None or len(authkey) < MIN_AUTHKEY_BYTES):
             raise ValueError(f"an authkey of at least {MIN_AUTHKEY_BYTES} bytes is required")
-        self._authkey = bytes(authkey or b"")
         self._mode = cipher_code << 4 | hash_code
         self._hash_name = crypto_hash if cipher_code == 0 and hash_code else None
-        self._hmac_key = self._derive(b"hmac", 32) if self._hash_name else b""
         self._tag_size = (
             _GCM_TAG
             if cipher_code
@@ -177,22 +194,68 @@ class SecureChannel:
         self._header_prefix = _HEADER.pack(
             FORMAT_VERSION, self._mode, node_id, incarnation, boot_nonce, 0
         )[: HEADER_SIZE - 8]
-        self._own_aead = self._aead(node_id, incarnation, boot_nonce)
+        self._keys: dict[int, _Key] = {}
+        self._send_key = self.add_key(bytes(authkey or b""))
         self._peers: dict[int, _Peer] = {}
         self._rejected = dict.fromkeys(RejectReason, 0)
         self._accepted = 0
 
     # ------------------------------------------------------------------ keys
-    def _derive(self, info: bytes, length: int) -> bytes:
+    def _derive(self, authkey: bytes, info: bytes, length: int) -> bytes:
         info = b"pyquorum " + info + bytes([self._mode])
         hkdf = HKDF(algorithm=hashes.SHA256(), length=length, salt=_SALT, info=info)
-        return hkdf.derive(self._authkey)
+        return hkdf.derive(authkey)
 
-    def _aead(self, sender: int, incarnation: int, boot_nonce: bytes) -> AESGCM | None:
+    def _aead(self, authkey: bytes, sender: int, incarnation: int, boot_nonce: bytes
+              ) -> AESGCM | None:
         if not self._key_bytes:
             return None
         info = b"aes-gcm" + struct.pack(">IQ", sender, incarnation) + boot_nonce
-        return AESGCM(self._derive(info, self._key_bytes))
+        return AESGCM(self._derive(authkey, info, self._key_bytes))
+
+    def key_fingerprint(self, authkey: bytes) -> int:
+        """The name of ``authkey`` in this channel's mode (reveals nothing of the key)."""
+        return int.from_bytes(self._derive(authkey, b"fingerprint", 8), "big")
+
+    def add_key(self, authkey: bytes) -> int:
+        """Accept datagrams sealed with ``authkey`` too; returns its fingerprint.
+
+        Raises ``ValueError`` for a short key, or when ``MAX_KEYS`` keys are held
+        already (finish the previous rotation with ``drop_keys`` first).
+        """
+        if self._mode and len(authkey) < MIN_AUTHKEY_BYTES:
+            raise ValueError(f"an authkey of at least {MIN_AUTHKEY_BYTES} bytes is required")
+        fp = self.key_fingerprint(authkey)
+        if fp in self._keys:
+            return fp
+        if len(self._keys) >= MAX_KEYS:
+            raise ValueError(f"already {MAX_KEYS} keys: drop the old one first")
+        self._keys[fp] = _Key(
+            bytes(authkey),
+            self._derive(authkey, b"hmac", 32) if self._hash_name else b"",
+            self._aead(authkey, self.node_id, self.incarnation, self.boot_nonce),
+        )
+        return fp
+
+    def use_key(self, fingerprint: int) -> None:
+        """Seal with the key ``fingerprint`` (added before) from now on."""
+        if fingerprint not in self._keys:
+            raise ValueError(f"unknown key {fingerprint:#018x}")
+        self._send_key = fingerprint
+
+    def drop_keys(self) -> None:
+        """Forget every key but the send key."""
+        self._keys = {self._send_key: self._keys[self._send_key]}
+
+    @property
+    def send_key(self) -> int:
+        """The fingerprint of the key ``seal`` uses."""
+        return self._send_key
+
+    @property
+    def keys(self) -> tuple[int, ...]:
+        """The fingerprints of every key ``open`` accepts (the send key first)."""
+        return (self._send_key, *(k for k in self._keys if k != self._send_key))
 
     # ------------------------------------------------------------------ API
     @property
@@ -218,10 +281,11 @@ class SecureChannel:
         if len(plaintext) > MAX_PLAINTEXT_BYTES:
             raise ValueError(f"plaintext of {len(plaintext)} bytes > {MAX_PLAINTEXT_BYTES}")
         header = self._header_prefix + _COUNTER.pack(self._counter)
-        if self._own_aead is not None:
-            return header + self._own_aead.encrypt(_nonce(self._counter), plaintext, header)
+        key = self._keys[self._send_key]
+        if key.own_aead is not None:
+            return header + key.own_aead.encrypt(_nonce(self._counter), plaintext, header)
         if self._hash_name is not None:
-            tag = hmac.new(self._hmac_key, header + plaintext, self._hash_name).digest()
+            tag = hmac.new(key.hmac_key, header + plaintext, self._hash_name).digest()
             return header + plaintext + tag
         return header + plaintext
 
@@ -264,29 +328,48 @@ class SecureChannel:
                 return Rejected(RejectReason.REPLAYED, f"node {sender} counter {counter}")
         header = bytes(datagram[:HEADER_SIZE])
         body = bytes(datagram[HEADER_SIZE:])
-        aead = peer.aead if peer is not None and same_boot else None
-        if self._key_bytes:
-            if aead is None:
-                aead = self._aead(sender, incarnation, boot_nonce)
-            assert aead is not None
-            try:
-                plaintext = aead.decrypt(_nonce(counter), body, header)
-            except (InvalidTag, ValueError, OverflowError):
-                return Rejected(RejectReason.AUTH_FAILED, f"claimed sender {sender}")
-        elif self._hash_name is not None:
-            split = len(body) - self._tag_size
-            plaintext, tag = body[:split], body[split:]
-            want = hmac.new(self._hmac_key, header + plaintext, self._hash_name).digest()
-            if not hmac.compare_digest(tag, want):
-                return Rejected(RejectReason.AUTH_FAILED, f"claimed sender {sender}")
-        else:
-            plaintext = body
+        verified = self._verify(header, body, sender, incarnation, boot_nonce, counter,
+                                peer if same_boot else None)
+        if verified is None:
+            return Rejected(RejectReason.AUTH_FAILED, f"claimed sender {sender}")
+        plaintext, aead, fp = verified
         # Authentic: only now may the replay state move.
         if peer is None or not same_boot:
-            self._peers[sender] = _Peer(incarnation, boot_nonce, counter, 1, aead)
+            self._peers[sender] = _Peer(incarnation, boot_nonce, counter, 1, aead, fp)
         else:
             _record(peer, counter)
+            peer.aead, peer.key = aead, fp
         return Opened(sender, plaintext)
+
+    def _verify(self, header: bytes, body: bytes, sender: int, incarnation: int,
+                boot_nonce: bytes, counter: int, peer: _Peer | None
+                ) -> tuple[bytes, AESGCM | None, int] | None:
+        """(plaintext, AEAD used, key fingerprint) under the first key that verifies:
+        the one that verified this sender boot last, then the others."""
+        order = list(self._keys)
+        if peer is not None and peer.key in self._keys:
+            order.remove(peer.key)
+            order.insert(0, peer.key)
+        for fp in order:
+            key = self._keys[fp]
+            if self._key_bytes:
+                aead = peer.aead if peer is not None and fp == peer.key else None
+                if aead is None:
+                    aead = self._aead(key.authkey, sender, incarnation, boot_nonce)
+                assert aead is not None
+                try:
+                    return aead.decrypt(_nonce(counter), body, header), aead, fp
+                except (InvalidTag, ValueError, OverflowError):
+                    continue
+            if self._hash_name is not None:
+                split = len(body) - self._tag_size
+                plaintext, tag = body[:split], body[split:]
+                want = hmac.new(key.hmac_key, header + plaintext, self._hash_name).digest()
+                if hmac.compare_digest(tag, want):
+                    return plaintext, None, fp
+                continue
+            return body, None, fp
+        return None
 
 
 def _nonce(counter: int) -> bytes:

@@ -127,8 +127,21 @@ class ReloadConfig:
     nodeid: U32
 
 
+@dataclass(frozen=True, slots=True)
+class KeyReady:
+    """pyquorum only: ``nodeid`` now accepts datagrams sealed with the key ``fingerprint``.
+
+    Once a member has delivered this from every member of its view it seals with that
+    key; every member switches at the same point of the agreed order, after all of
+    them could already open it (authkey rotation by reload).
+    """
+
+    nodeid: U32
+    fingerprint: U64
+
+
 OrderedPayload = (NodeInfo | Reconfigure | QdeviceReg | QdeviceRename | QdeviceSynced
-                  | ReloadConfig)
+                  | ReloadConfig | KeyReady)
 
 PAYLOAD_TAGS: Final[dict[type, int]] = {
     NodeInfo: 0,
@@ -137,6 +150,7 @@ PAYLOAD_TAGS: Final[dict[type, int]] = {
     QdeviceRename: 3,
     QdeviceSynced: 16,  # pyquorum only (Corosync's own ids end at 4)
     ReloadConfig: 17,  # Corosync's cfg service, not votequorum
+    KeyReady: 18,  # pyquorum only
 }
 
 
