@@ -522,3 +522,48 @@ def test_monitor_waits_for_the_ring_representative() -> None:
     blocks = out.split("Quorum information\n")[1:]
     assert rc == 1 and len(blocks) == 2
     assert "Ring ID:          2.e\n" in blocks[1]
+
+
+class _MuteLossApi(_MonitorApi):
+    """A client whose dispatch does not report the lost daemon (TRY_AGAIN, or a quiet
+    return) while the event fd is hung up; each dispatch is counted so that a monitor
+    that busy-loops on the hung-up fd fails the test instead of hanging it."""
+
+    MAX_DISPATCHES = 200
+
+    def __init__(self, script: list[str], mute: str) -> None:
+        super().__init__(script)
+        self.mute = mute
+        self.dispatches = 0
+
+    def _count(self) -> None:
+        self.dispatches += 1
+        if self.dispatches > self.MAX_DISPATCHES:
+            raise AssertionError("-m spins on a hung-up event fd")
+
+    def quorum_dispatch(self, handle: int, flags: int) -> None:
+        self._count()
+        if self.mute == "q" and self.q.w < 0 and not self.q.pending:
+            raise CsError(CsErr.CS_ERR_TRY_AGAIN)
+        super().quorum_dispatch(handle, flags)
+
+    def votequorum_dispatch(self, handle: int, flags: int) -> None:
+        self._count()
+        if self.mute == "v" and self.v.w < 0 and not self.v.pending:
+            return
+        super().votequorum_dispatch(handle, flags)
+
+    def step(self) -> None:
+        if self.script and self.script[0] in ("q-dies", "v-dies"):
+            (self.q if self.script.pop(0) == "q-dies" else self.v).die()
+            return
+        super().step()
+
+
+@pytest.mark.parametrize(("mute", "what"), [("q", "quorum"), ("v", "votequorum")])
+def test_monitor_ends_on_a_hung_up_fd_even_when_dispatch_does_not_say_so(
+        mute: str, what: str) -> None:
+    api = _MuteLossApi([f"{mute}-dies"], mute)
+    rc, out, err = run_monitor(api, "-m")
+    assert (rc, err) == (1, f"Unable to dispatch {what} status: CS_ERR_LIBRARY\n")
+    assert out.count("Quorum information\n") == 1 and api.dispatches < 10

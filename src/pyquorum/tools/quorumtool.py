@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import select
 import socket
@@ -91,6 +92,8 @@ INT_MAX: Final = 0x7FFFFFFF
 UINT_MAX: Final = 0xFFFFFFFF
 VQ_NODELIST_WAIT_S: Final = 2.0
 """-m: how long to wait for votequorum's nodelist event after a quorum event."""
+_POLL_GONE: Final = select.POLLHUP | select.POLLERR | select.POLLNVAL
+"""-m: poll bits of an event fd whose daemon is gone (or that was closed)."""
 
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1
@@ -818,21 +821,29 @@ class QuorumTool:
         vfd = self.api.votequorum_fd_get(self.v_handle) if use_vq and self.v_handle else None
         pending = False
         deadline = 0.0
+        poller = select.poll()
         while True:
-            timeout: float | None = None
-            fds = [qfd] if vfd is None else [qfd, vfd]
-            if pending:  # only votequorum's nodelist event can complete this one
-                timeout = max(0.0, deadline - time.monotonic())
-                fds = [] if vfd is None else [vfd]
-            readable, _, _ = select.select(fds, [], [], timeout)
-            if vfd is not None and vfd in readable:
+            timeout_ms: int | None = None
+            # While pending only votequorum's nodelist event can complete the block: the
+            # quorum fd is then watched for a hang-up only (poll reports POLLHUP/POLLERR/
+            # POLLNVAL whatever the mask), so a lost daemon ends -m in every state.
+            poller.register(qfd, 0 if pending else select.POLLIN)
+            if vfd is not None:
+                poller.register(vfd, select.POLLIN)
+            if pending:
+                timeout_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
+            ready = dict(poller.poll(timeout_ms))
+            if vfd is not None and vfd in ready:
                 assert self.v_handle is not None
                 try:
                     self.api.votequorum_dispatch(self.v_handle, CS_DISPATCH_ALL)
                 except CsError as e:
                     raise self._fail("Unable to dispatch votequorum status: "
                                      f"{cs_strerror(e.code)}") from None
-            if qfd in readable and not pending:
+                if ready[vfd] & _POLL_GONE:  # lost, though dispatch did not say so
+                    raise self._fail("Unable to dispatch votequorum status: "
+                                     f"{cs_strerror(CsErr.CS_ERR_LIBRARY)}")
+            if qfd in ready and not pending:
                 self.view.called = False
                 try:
                     self.api.quorum_dispatch(self.q_handle, CS_DISPATCH_ONE_NONBLOCKING)
@@ -843,6 +854,12 @@ class QuorumTool:
                 if self.view.called:
                     pending = True
                     deadline = time.monotonic() + VQ_NODELIST_WAIT_S
+                elif ready[qfd] & _POLL_GONE:  # no event and hung up: never readable again
+                    raise self._fail("Unable to dispatch quorum status: "
+                                     f"{cs_strerror(CsErr.CS_ERR_LIBRARY)}")
+            elif qfd in ready and ready[qfd] & _POLL_GONE:  # hung up while pending
+                raise self._fail("Unable to dispatch quorum status: "
+                                 f"{cs_strerror(CsErr.CS_ERR_LIBRARY)}")
             if pending and (vfd is None or self.vq_ring.seq == self.view.ring_seq
                             or time.monotonic() >= deadline):
                 pending = False
