@@ -468,7 +468,10 @@ class FrameReader:
 
     ``feed`` returns the complete messages so far.  A length over ``MAX_FRAME_BYTES``
     or a body that does not decode yields a ``Malformed`` item; the caller must then
-    close the connection, since the stream can no longer be trusted.
+    close the connection, since the stream can no longer be trusted.  The reader then
+    drops what it holds and ignores further bytes, so it never holds more than one
+    frame (``MAX_FRAME_BYTES`` + 4 bytes) after ``feed`` returns (a fuzzing finding:
+    ``tests/fuzz/test_fuzz_regressions.py``).
     """
 
     def __init__(self) -> None:
@@ -485,6 +488,7 @@ class FrameReader:
             (length,) = _LENGTH.unpack_from(self._buf)
             if length > MAX_FRAME_BYTES or length < 2:
                 self.broken = True
+                self._buf.clear()
                 out.append(Malformed(MalformedReason.TOO_LARGE if length > MAX_FRAME_BYTES
                                      else MalformedReason.TRUNCATED, f"frame length {length}"))
                 return out
@@ -496,6 +500,7 @@ class FrameReader:
             out.append(msg)
             if isinstance(msg, Malformed):
                 self.broken = True
+                self._buf.clear()
                 return out
         return out
 
