@@ -99,3 +99,26 @@ cancel-wfa 2
 wait 500
 assert quorate 1,2
 """)
+
+
+def test_a_nodeinfo_for_another_node_id_is_refused_everywhere() -> None:
+    """A member (a key holder) multicasting NODEINFO for a node id other than its own or
+    its device's cannot grow anyone's votequorum node table."""
+    from pyquorum.sim.scenario import cluster_config
+    from pyquorum.sim.world import Simulator
+    from pyquorum.wire.messages import NodeInfo
+
+    sim = Simulator(cluster_config(["3", "token", "1000"]), seed=3)
+    for n in (1, 2, 3):
+        sim.start(n)
+    assert sim.run_until_true(lambda: sim.converged([1, 2, 3]), 30_000)
+    engine = sim.nodes[2].engine
+    assert engine is not None
+    engine.membership.submit(NodeInfo(77, 5, 9, 0), sim.now_ms)
+    sim._pump(sim.nodes[2])
+    sim.run_for(500)
+    for n in (1, 2, 3):
+        e = sim.nodes[n].engine
+        assert e is not None and e.vq is not None and e.stats["rejected"] >= 1
+        assert 77 not in dict(e.vq.nodes())
+        assert e.vq.expected_votes == 3

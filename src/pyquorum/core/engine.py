@@ -323,11 +323,11 @@ class NodeEngine:
         incarnation = stored_state.incarnation + 1
         self._stored = replace(stored_state, incarnation=incarnation)
         t = config.totem
+        configured = config.node_ids or (node_id,)
         self._channel = SecureChannel(
             authkey, t.crypto_cipher, t.crypto_hash, node_id, incarnation,
-            rng.getrandbits(64).to_bytes(8, "big"),
+            rng.getrandbits(64).to_bytes(8, "big"), allowed_senders=frozenset(configured),
         )
-        configured = config.node_ids or (node_id,)
         self.vq: VoteQuorum | None = None
         if config.quorum.provider == VOTEQUORUM:
             self.vq = VoteQuorum(config, node_id, stored_state.ev_barrier, now_ms)
@@ -451,7 +451,9 @@ class NodeEngine:
             self.vq.reload(config, now_ms)
             self._drain_vq()  # its messages are submitted before a view change begins
         self.membership.set_infos(self._infos())  # JOINs from now on carry the new values
-        self.membership.set_configured(config.node_ids or (self.node_id,), now_ms)
+        configured = config.node_ids or (self.node_id,)
+        self._channel.set_allowed_senders(frozenset(configured))
+        self.membership.set_configured(configured, now_ms)
         self._pump()
 
     def finish_reload(self, request: ReloadRequested, config: ClusterConfig | None,
@@ -716,6 +718,11 @@ class NodeEngine:
         if isinstance(payload, Reconfigure):
             vq.deliver_reconfigure(payload, self._now)
         elif isinstance(payload, NodeInfo):
+            if payload.nodeid not in (ev.origin, 0):
+                # Corosync's members only send their own NODEINFO and their device's
+                # (nodeid 0): anything else would grow the node table for nothing
+                self.stats["rejected"] += 1
+                return
             vq.deliver_nodeinfo(payload, self._now, sender=ev.origin)
             own_leaving = (ev.origin == self.node_id and self._leaving
                            and payload.nodeid == self.node_id

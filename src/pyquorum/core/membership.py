@@ -46,17 +46,46 @@ of the same old ring hand each other the messages some of them missed (JOIN
 ``log`` -> INSTALL ``catchup``) before the new view is installed, so survivors that
 move together delivered the same messages (virtual synchrony).
 
+Bounded buffers (issue 5, hardening; none of these changes what a correct peer sees)::
+
+    structure            bound                          when reached
+    -------------------  -----------------------------  -----------------------------------
+    ``_log``             last ``LOG_TAIL`` delivered    older entries are forgotten (only
+                         messages + a count             the tail is ever sent, in JOINs)
+    ``_buffer`` (ahead   seqnos up to ``_delivered +    the message is dropped and counted
+    of delivery)         ORDERED_WINDOW``               (``ordered_dropped``); a NACK asks
+                                                        for it again once the gap is filled
+    ``_sequenced`` (rep: at most ``ORDERED_WINDOW``     messages every member acknowledged
+    repair + dedup)      messages of the ring           (heartbeat count, NACK) are trimmed;
+                                                        if still full, new requests wait
+                                                        (``ordered_deferred``): their
+                                                        senders re-send them, as for loss
+    JOIN sets            ``proc | fail`` at most        the JOIN is ignored (counted
+                         ``MAX_NODES`` ids, ``log`` at  ``oversized_joins``): merging it
+                         most ``LOG_TAIL``, ``infos``   would make our own JOIN / INSTALL
+                         at most ``MAX_JOIN_INFOS``     unencodable
+    ``_pending``         not bounded here: local requests of local clients (the IPC server
+                         bounds each client's requests in flight); they leave when delivered
+
+A correct representative never numbers a message more than ``ORDERED_WINDOW`` past the
+delivered count of any member (it stops at ``ORDERED_WINDOW`` messages that some member
+has not acknowledged), so the window never drops a message of a correct peer.  A trimmed
+request that arrives again (a datagram delayed past ``ORDERED_WINDOW`` later messages of
+the ring that every member delivered) would be numbered again: the price of the bound.
+
 Requirements (architecture section 4) and why they hold: see docs/architecture.md.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
 from pyquorum.config.model import TotemTiming
 from pyquorum.types import NULL_RING, RingId
+from pyquorum.wire.codec import MAX_ITEMS
 from pyquorum.wire.messages import (
     CatchUp,
     ClusterMessage,
@@ -74,6 +103,13 @@ from pyquorum.wire.messages import (
 
 LOG_TAIL = 32
 """How many delivered ordered messages a JOIN carries for catch-up."""
+ORDERED_WINDOW = 1024
+"""Ordered messages buffered ahead of delivery (members) and retained for repair and
+request de-duplication (representative), per ring."""
+MAX_NODES = MAX_ITEMS
+"""Node ids in a JOIN's ``proc | fail`` (Corosync's PROCESSOR_COUNT_MAX, the codec limit)."""
+MAX_JOIN_INFOS = 2
+"""NODEINFOs in a JOIN: the node's own and its quorum device's (``NodeEngine._infos``)."""
 
 
 class State(Enum):
@@ -173,15 +209,22 @@ class Membership:
         self._last_install: Install | None = None
         self._member_prev: dict[int, RingId] = {}
         # ordered messages of the current ring
-        self._log: list[CatchUp] = []
+        self._log: deque[CatchUp] = deque(maxlen=LOG_TAIL)
+        self._delivered = 0
+        """Ordered messages of the current ring delivered (``_log`` keeps only the tail)."""
         self._buffer: dict[int, Ordered] = {}
         self._sequenced: dict[tuple[int, int], Ordered] = {}
+        self._sequenced_order: deque[tuple[int, int]] = deque()
+        self._acked: dict[int, int] = {}
+        """Representative: each member's delivered count (heartbeats, NACKs) in this ring."""
         self._rep_seqno = 0
         self._nack_at = 0
         self._pending: dict[int, _Pending] = {}
         self._next_request_id = 1
         self._next_heartbeat_at = now_ms
-        self.stats: dict[str, int] = {"views": 0, "ignored": 0, "gathers": 0}
+        self.stats: dict[str, int] = {"views": 0, "ignored": 0, "gathers": 0,
+                                      "ordered_dropped": 0, "ordered_deferred": 0,
+                                      "oversized_joins": 0}
         # boot: a singleton ring, as Corosync forms first
         self._new_ring_as_rep(now_ms, {node_id: self._make_join()})
 
@@ -313,8 +356,10 @@ class Membership:
                 self._broadcast_join(now_ms)
             return
         if x in self.members and hb.ring == self.ring:
-            if hb.seqno > len(self._log) and x == self.ring.rep:
+            if hb.seqno > self._delivered and x == self.ring.rep:
                 self._nack(now_ms)
+            elif self.ring.rep == self.node_id:
+                self._ack(x, hb.seqno)
             return
         if x in self.members and hb.ring == self._member_prev.get(x):
             # x has not installed our ring yet (or this heartbeat is older than it)
@@ -335,6 +380,10 @@ class Membership:
         if self.node_id in j.fail:
             # x has given up on us: it forms a ring without us, which we will merge
             # with later; if it never agrees, the consensus timeout fails it.
+            return
+        if (len(j.log) > LOG_TAIL or len(j.infos) > MAX_JOIN_INFOS
+                or len(self._proc | self._fail | set(j.proc) | set(j.fail) | {x}) > MAX_NODES):
+            self.stats["oversized_joins"] += 1  # bounds: see the module docstring
             return
         before = (len(self._proc), len(self._fail))
         self._proc |= set(j.proc) | {x}
@@ -384,17 +433,25 @@ class Membership:
         if done is not None:
             self._out.append(Outgoing(done, (req.sender,)))
             return
+        if not self._room_to_sequence():
+            self.stats["ordered_deferred"] += 1  # its sender re-sends it
+            return
         self._rep_seqno += 1
         msg = Ordered(self.node_id, self.ring, self._rep_seqno, req.sender, req.request_id,
                       req.payload)
         self._sequenced[key] = msg
+        self._sequenced_order.append(key)
         self._out.append(Outgoing(msg, self._others()))
         self._accept_ordered(msg)
 
     def _on_ordered(self, msg: Ordered, now_ms: int) -> None:
         if self.state is not State.OPERATIONAL or msg.ring != self.ring:
             return
-        if msg.seqno <= len(self._log):
+        if msg.seqno <= self._delivered:
+            return
+        if msg.seqno > self._delivered + ORDERED_WINDOW:
+            self.stats["ordered_dropped"] += 1  # bounds: see the module docstring
+            self._nack(now_ms)
             return
         self._buffer[msg.seqno] = msg
         self._drain_buffer()
@@ -404,6 +461,8 @@ class Membership:
     def _on_nack(self, nack: OrderedNack) -> None:
         if nack.ring != self.ring or self.ring.rep != self.node_id:
             return
+        if nack.sender in self.members:
+            self._ack(nack.sender, nack.from_seqno - 1)
         for msg in sorted(self._sequenced.values(), key=lambda m: m.seqno):
             if msg.seqno >= nack.from_seqno:
                 self._out.append(Outgoing(msg, (nack.sender,)))
@@ -439,8 +498,8 @@ class Membership:
             proc=tuple(sorted(self._proc)),
             fail=tuple(sorted(self._fail)),
             infos=self._infos,
-            delivered=len(self._log),
-            log=tuple(self._log[-LOG_TAIL:]),
+            delivered=self._delivered,
+            log=tuple(self._log),
         )
 
     def _broadcast_join(self, now_ms: int) -> None:
@@ -504,7 +563,7 @@ class Membership:
     def _install(self, ins: Install, now_ms: int) -> None:
         previous = self.ring
         for c in ins.catchup:
-            if c.ring == previous and c.seqno == len(self._log) + 1:
+            if c.ring == previous and c.seqno == self._delivered + 1:
                 self._deliver(c.seqno, c.origin, c.request_id, c.payload, previous)
         transitional = tuple(
             m for m, pr in zip(ins.members, ins.prev_rings, strict=False) if pr == previous
@@ -514,7 +573,10 @@ class Membership:
         self._member_prev = dict(zip(ins.members, ins.prev_rings, strict=False))
         self.state = State.OPERATIONAL
         self._proc, self._fail, self._joins = set(), set(), {}
-        self._log, self._buffer, self._sequenced = [], {}, {}
+        self._log.clear()
+        self._delivered = 0
+        self._buffer, self._sequenced, self._acked = {}, {}, {}
+        self._sequenced_order.clear()
         self._rep_seqno = 0
         for m in self.members:
             if m != self.node_id:
@@ -544,13 +606,14 @@ class Membership:
         self._drain_buffer()
 
     def _drain_buffer(self) -> None:
-        while (nxt := self._buffer.pop(len(self._log) + 1, None)) is not None:
+        while (nxt := self._buffer.pop(self._delivered + 1, None)) is not None:
             self._deliver(nxt.seqno, nxt.origin, nxt.request_id, nxt.payload, nxt.ring)
 
     def _deliver(
         self, seqno: int, origin: int, request_id: int, payload: OrderedPayload, ring: RingId
     ) -> None:
         self._log.append(CatchUp(ring, seqno, origin, request_id, payload))
+        self._delivered += 1
         if origin == self.node_id and ring == self.ring:
             self._pending.pop(request_id, None)
         self._events.append(OrderedDelivered(ring, seqno, origin, request_id, payload))
@@ -559,8 +622,24 @@ class Membership:
         if now_ms < self._nack_at or self.ring.rep == self.node_id:
             return
         self._nack_at = now_ms + self.timing.join_ms
-        nack = OrderedNack(self.node_id, self.ring, len(self._log) + 1)
+        nack = OrderedNack(self.node_id, self.ring, self._delivered + 1)
         self._out.append(Outgoing(nack, (self.ring.rep,)))
+
+    def _ack(self, member: int, delivered: int) -> None:
+        """Representative: ``member`` has delivered the ring's first ``delivered``."""
+        if delivered > self._acked.get(member, 0):
+            self._acked[member] = min(delivered, self._rep_seqno)
+
+    def _room_to_sequence(self) -> bool:
+        """Representative: whether one more message may be numbered.  At most
+        ``ORDERED_WINDOW`` are retained; those every member acknowledged go first."""
+        if len(self._sequenced) < ORDERED_WINDOW:
+            return True
+        acked = min((self._acked.get(m, 0) for m in self._others()), default=self._rep_seqno)
+        order = self._sequenced_order
+        while order and self._sequenced[order[0]].seqno <= acked:
+            del self._sequenced[order.popleft()]
+        return len(self._sequenced) < ORDERED_WINDOW
 
     # ------------------------------------------------------------ helpers
     def _tick(self, now_ms: int) -> None:
@@ -591,7 +670,7 @@ class Membership:
 
     def _send_heartbeat(self) -> None:
         state = MemberState.OPERATIONAL if self.state is State.OPERATIONAL else MemberState.GATHER
-        seqno = self._rep_seqno if self.ring.rep == self.node_id else len(self._log)
+        seqno = self._rep_seqno if self.ring.rep == self.node_id else self._delivered
         hb = Heartbeat(self.node_id, self.ring, state, seqno)
         self._out.append(Outgoing(hb, self._others_configured()))
 

@@ -1,4 +1,12 @@
-"""Reading ``totem.keyfile`` (Corosync's authkey) with Corosync's limits."""
+"""Reading ``totem.keyfile`` (Corosync's authkey) with Corosync's limits.
+
+The key must be a regular file (a symlink to one is followed) that only its owner may
+access: any permission bit for group or others (``mode & 0o077``: readable, or writable,
+which would let someone plant a key they know) refuses the start, and a reload keeps
+the old key.  Every refusal names the file; a permission refusal also names the mode.
+The file is opened non-blocking, so a FIFO in its place is refused instead of hanging
+the start-up, and at most ``MAX_AUTHKEY_BYTES + 1`` bytes are read.
+"""
 
 from __future__ import annotations
 
@@ -12,23 +20,38 @@ from pyquorum.wire.crypto import MIN_AUTHKEY_BYTES
 
 MAX_AUTHKEY_BYTES: Final = 4096
 """Corosync's TOTEM_PRIVATE_KEY_LEN_MAX."""
+FORBIDDEN_MODE_BITS: Final = 0o077
+"""Permission bits of group and others: any of them refuses the key."""
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
 
 
 def read_authkey(path: str) -> tuple[bytes, list[str]]:
-    """The key bytes and warnings (loose permissions); ``StartupError`` naming ``path``."""
+    """The key bytes and warnings to log (none today); ``StartupError`` naming ``path``."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         raise StartupError(f"Could not open {path}: {exc.strerror}") from None
-    warnings = []
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise StartupError(f"{path}: the authkey is not a regular file")
-        if st.st_mode & 0o077:
-            warnings.append(
-                f"{path}: the authkey is readable by group or others (mode "
-                f"{stat.S_IMODE(st.st_mode):04o}); use mode 0400"
+            raise StartupError(f"{path}: the authkey is not a regular file "
+                               f"({_kind(st.st_mode)})")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & FORBIDDEN_MODE_BITS:
+            raise StartupError(
+                f"{path}: the authkey is accessible by group or others (mode {mode:04o}); "
+                f"it must be readable by its owner only: chmod 0400 {path}"
             )
         chunks = []
         total = 0
@@ -50,7 +73,7 @@ def read_authkey(path: str) -> tuple[bytes, list[str]]:
         )
     if len(key) > MAX_AUTHKEY_BYTES:
         raise StartupError(f"{path}: the authkey is longer than {MAX_AUTHKEY_BYTES} bytes")
-    return key, warnings
+    return key, []
 
 
 def load_authkey(config: ClusterConfig) -> tuple[bytes | None, list[str]]:

@@ -22,7 +22,10 @@ After the hello, every frame is a request of the connection's service.
 stream usable (the length says where the next frame starts) and gets
 ``ErrorReply(CS_ERR_INVALID_PARAM, type)``, as does a well-formed request of another
 service; anything else that does not decode (bad length, bad version, truncated
-fields) breaks the stream and the connection is closed.
+fields) breaks the stream and the connection is closed.  The length header is checked
+as soon as its 4 bytes are in: a frame over ``MAX_HELLO_BYTES`` (before the hello) or
+``MAX_REQUEST_BYTES`` (after it) is refused before any of its body is waited for, so
+the framer never holds more than one request body and one ``recv``.
 
 ``to_command`` maps quorum, votequorum and cfg requests to engine commands,
 ``cmap_set_action`` decides a cmap set, ``response_for`` maps the engine's ``Replied``
@@ -192,8 +195,17 @@ class RequestFramer:
 
     @property
     def pending(self) -> int:
-        """Bytes of an incomplete frame held back."""
+        """Bytes held back (complete frames not yet taken, then an incomplete one)."""
         return len(self._buf)
+
+    @property
+    def ready(self) -> bool:
+        """``next_item`` would return an item: a complete frame, or a length header that
+        is already known to be bad (checked before the body is waited for)."""
+        if self.broken or len(self._buf) < _LENGTH.size:
+            return False
+        length: int = _LENGTH.unpack_from(self._buf)[0]
+        return length < 2 or length > self.max_body or len(self._buf) >= _LENGTH.size + length
 
 
 def type_byte(msg: object) -> int:

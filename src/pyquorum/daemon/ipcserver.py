@@ -31,7 +31,44 @@ while ``MAX_INFLIGHT`` requests are unanswered or ``MAX_OUTPUT_BYTES`` of respon
 are unread (the client's own flow control), so nothing a client does grows without
 bound.  Events go to the connection's event channel; when more than
 ``MAX_EVENT_BACKLOG`` bytes of events pile up unread, the client is logged and
-disconnected.
+disconnected (Corosync's policy for a client whose event queue overflows).
+
+Fairness: a readable socket is read once (``RECV_BYTES``) and, if that completed a
+frame, the connection stops being read and joins a run queue.  One callback per loop
+iteration handles at most ``FRAMES_PER_ITERATION`` frames, at most
+``FRAMES_PER_TURN`` of one connection before the next queued one; a connection with
+frames left goes to the back of the queue.  So a client pipelining thousands of
+requests costs the loop a few milliseconds per iteration, and timers, cluster
+datagrams and the other clients run in between (without this, one 64 KiB read of
+small requests held the loop for more than a second).
+
+Every limit, and what happens when it is reached (see also docs/architecture.md,
+"Limits")::
+
+    limit                      value        reached
+    -------------------------  -----------  ------------------------------------------
+    MAX_CLIENTS                256          new connections are closed at accept
+                                            (``ipc_refused_limit``), lowered to what
+                                            RLIMIT_NOFILE allows (2 fds per client)
+    MAX_UNPRIVILEGED_PENDING   16           connections whose credentials will be
+                                            refused, not yet past their hello: more are
+                                            closed at accept (``ipc_refused_limit``), so
+                                            unprivileged users cannot fill MAX_CLIENTS
+    HELLO_TIMEOUT_S            10 s         no hello: closed (``ipc_hello_timeouts``)
+    FRAME_TIMEOUT_S            10 s         part of a request frame held that long with
+                                            no frame completed: closed
+                                            (``ipc_frame_timeouts``)
+    MAX_HELLO_BYTES /          64 B /       a length header over the limit closes the
+    MAX_REQUEST_BYTES          64 KiB       connection before the body is read
+                                            (``ipc_malformed``)
+    MAX_INFLIGHT               32           reading pauses until answers are written
+    MAX_OUTPUT_BYTES           2 MiB        reading pauses until the client reads
+    MAX_EVENT_BACKLOG          4 MiB        disconnected (``ipc_evicted_backlog``)
+
+Refusals and evictions are logged at most once per ``LOG_INTERVAL_S`` per kind (the
+next line says how many were not logged), so a connection loop cannot flood the log.
+With ``PYQUORUM_TEST_HOOKS=1`` the limits can be lowered for tests through
+``PYQUORUM_TEST_IPC_LIMITS`` (``name=value,...``, names of ``IpcLimits``).
 
 Only quorum and votequorum connections are announced to the engine (``ipc_opened`` /
 ``ipc_closed``): cfg and cmap connections send engine commands that need no per-connection
@@ -53,12 +90,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import resource
 import socket
 import stat
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
@@ -72,14 +111,94 @@ from pyquorum.wire import ipc
 from pyquorum.wire.codec import EncodeError, Malformed
 
 MAX_CLIENTS: Final = 256
+"""Open connections, in any state (lowered to what RLIMIT_NOFILE allows)."""
+MAX_UNPRIVILEGED_PENDING: Final = 16
+"""Connections awaiting their hello from peers whose credentials will be refused."""
 MAX_INFLIGHT: Final = 32
 MAX_OUTPUT_BYTES: Final = 2 * 1024 * 1024
 MAX_EVENT_BACKLOG: Final = 4 * 1024 * 1024
 HELLO_TIMEOUT_S: Final = 10.0
+FRAME_TIMEOUT_S: Final = 10.0
 RECV_BYTES: Final = 65536
+FRAMES_PER_TURN: Final = 16
+FRAMES_PER_ITERATION: Final = 64
 ACCEPTS_PER_WAKEUP: Final = 64
 ACCEPT_BACKOFF_S: Final = 1.0
+FDS_PER_CLIENT: Final = 2
+"""The request socket and our end of the event channel."""
+FD_RESERVE: Final = 64
+"""Descriptors kept for everything else (UDP, listener, log, state files, loop)."""
+LOG_INTERVAL_S: Final = 1.0
+LIMITS_ENV: Final = "PYQUORUM_TEST_IPC_LIMITS"
 _UCRED: Final = struct.Struct("3i")
+
+
+@dataclass(frozen=True, slots=True)
+class IpcLimits:
+    """The server's limits (the module constants; tests may lower them)."""
+
+    max_clients: int = MAX_CLIENTS
+    max_unprivileged_pending: int = MAX_UNPRIVILEGED_PENDING
+    max_inflight: int = MAX_INFLIGHT
+    max_output_bytes: int = MAX_OUTPUT_BYTES
+    max_event_backlog: int = MAX_EVENT_BACKLOG
+    hello_timeout_s: float = HELLO_TIMEOUT_S
+    frame_timeout_s: float = FRAME_TIMEOUT_S
+
+    @classmethod
+    def parse(cls, text: str) -> IpcLimits:
+        """``name=value,...`` over the defaults; ValueError names what is wrong."""
+        values: dict[str, int | float] = {}
+        kinds = {f.name: f.type for f in dataclasses.fields(cls)}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            name, sep, value = item.partition("=")
+            name = name.strip()
+            if not sep or name not in kinds:
+                raise ValueError(f"{LIMITS_ENV}: unknown limit {item!r}")
+            number = float(value) if kinds[name] in (float, "float") else int(value)
+            if number <= 0:
+                raise ValueError(f"{LIMITS_ENV}: {name} must be positive")
+            values[name] = number
+        return cls(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def for_server(cls, hooks: bool, environ: Mapping[str, str]) -> IpcLimits:
+        """The defaults, or (test hooks only) the values of ``PYQUORUM_TEST_IPC_LIMITS``."""
+        text = environ.get(LIMITS_ENV, "") if hooks else ""
+        return cls.parse(text) if text else cls()
+
+
+def fd_client_budget(wanted: int, log: LogFn | None = None) -> int:
+    """How many clients the descriptor limit allows (``wanted`` at most).
+
+    Raises the soft RLIMIT_NOFILE towards the hard one when it is too low for
+    ``wanted`` clients (``FDS_PER_CLIENT`` each, plus ``FD_RESERVE``).
+    """
+    needed = wanted * FDS_PER_CLIENT + FD_RESERVE
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return wanted
+    infinity = resource.RLIM_INFINITY
+    if soft != infinity and soft < needed:
+        target = needed if hard == infinity else min(needed, hard)
+        if target > soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            except (OSError, ValueError):
+                pass
+            else:
+                if log is not None:
+                    log("info", "MAIN", f"raised the open-file limit (RLIMIT_NOFILE) from "
+                                        f"{soft} to {target} for {wanted} IPC clients")
+                soft = target
+    if soft == infinity or soft >= needed:
+        return wanted
+    allowed = max(1, (soft - FD_RESERVE) // FDS_PER_CLIENT)
+    if log is not None:
+        log("warning", "MAIN", f"the open-file limit (RLIMIT_NOFILE {soft}, hard {hard}) "
+                               f"allows only {allowed} IPC clients instead of {wanted}")
+    return allowed
 
 LogFn = Callable[[str, str, str], None]
 
@@ -129,12 +248,15 @@ class _Client:
     out: bytearray = field(default_factory=bytearray)
     ev_out: bytearray = field(default_factory=bytearray)
     slots: deque[_Slot] = field(default_factory=deque)
+    privileged: bool = True
+    """Its credentials pass the access rule (decided at accept, for the pending pool)."""
     reading: bool = False
     writing: bool = False
     ev_writing: bool = False
     dead: bool = False
-    process_scheduled: bool = False
+    queued: bool = False
     hello_timer: asyncio.TimerHandle | None = None
+    frame_timer: asyncio.TimerHandle | None = None
 
 
 def peer_cred(sock: socket.socket) -> proto.PeerCred:
@@ -148,25 +270,53 @@ class IpcServer:
     """Listens on ``<run_dir>/pyquorum.sock`` and serves admitted clients."""
 
     def __init__(self, run_dir: str | Path, backend: IpcBackend, log: LogFn, *,
-                 hooks: bool, uidgid: UidGidConfig) -> None:
+                 hooks: bool, uidgid: UidGidConfig, limits: IpcLimits | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / ipc.SOCKET_NAME
         self._backend = backend
         self._log = log
         self._hooks = hooks
         self._uidgid = uidgid
+        self._given_limits = limits
+        self.limits = limits if limits is not None else IpcLimits()
+        """The limits; without ``limits``, ``open`` reads them from the environment when
+        test hooks are on (``PYQUORUM_TEST_IPC_LIMITS``)."""
+        self.max_clients = self.limits.max_clients
+        """``limits.max_clients``, lowered at ``open`` if RLIMIT_NOFILE is too low."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: socket.socket | None = None
         self._inode: tuple[int, int] | None = None
         self._clients: dict[int, _Client] = {}
         self._dirty: dict[int, _Client] = {}
         self._flush_scheduled = False
+        self._runq: deque[_Client] = deque()
+        self._run_scheduled = False
         self._next_conn = 1
-        self.stats: dict[str, int] = {
+        self._unprivileged_pending = 0
+        self._log_gate: dict[str, tuple[float, int]] = {}
+        self._counters: dict[str, int] = {
             "ipc_connections": 0, "ipc_malformed": 0, "ipc_refused_access": 0,
             "ipc_refused_try_again": 0, "ipc_refused_library": 0, "ipc_refused_limit": 0,
-            "ipc_invalid_requests": 0, "ipc_evicted_backlog": 0, "ipc_hello_timeouts": 0,
+            "ipc_refused_resources": 0, "ipc_invalid_requests": 0, "ipc_evicted_backlog": 0,
+            "ipc_hello_timeouts": 0, "ipc_frame_timeouts": 0,
         }
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters, then gauges of the connections open now: awaiting their hello, and
+        admitted per service (``ipc_open_<service>``)."""
+        open_by = dict.fromkeys(("cmap", "cfg", "quorum", "votequorum", "testhook"), 0)
+        names = {ipc.SERVICE_CMAP: "cmap", ipc.SERVICE_CFG: "cfg",
+                 ipc.SERVICE_QUORUM: "quorum", ipc.SERVICE_VOTEQUORUM: "votequorum",
+                 ipc.SERVICE_TESTHOOK: "testhook"}
+        awaiting = 0
+        for client in self._clients.values():
+            if client.service is None:
+                awaiting += 1
+            elif client.service in names:
+                open_by[names[client.service]] += 1
+        gauges = {f"ipc_open_{name}": n for name, n in open_by.items()}
+        return {**self._counters, "ipc_open_awaiting_hello": awaiting, **gauges}
 
     # ------------------------------------------------------------ life cycle
     def open(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -176,6 +326,11 @@ class IpcServer:
         there belongs to a dead daemon.  Raises ``StartupError``.
         """
         self._loop = loop
+        if self._given_limits is None:
+            try:
+                self.limits = IpcLimits.for_server(self._hooks, os.environ)
+            except ValueError as exc:
+                raise StartupError(str(exc)) from None
         if len(os.fsencode(self.path)) >= 108:
             raise StartupError(f"{self.path}: the IPC socket path is too long (max 107 bytes)")
         try:
@@ -206,8 +361,12 @@ class IpcServer:
             raise StartupError(f"{self.path}: cannot create the IPC socket: {exc}") from None
         self._inode = (st.st_dev, st.st_ino)
         self._listener = sock
+        self.max_clients = fd_client_budget(self.limits.max_clients, self._log)
         loop.add_reader(sock.fileno(), self._on_accept)
-        self._log("info", "MAIN", f"IPC server listening on {self.path}")
+        self._log("info", "MAIN", f"IPC server listening on {self.path} (at most "
+                                  f"{self.max_clients} clients)")
+        if self.limits != IpcLimits():
+            self._log("notice", "MAIN", f"test hooks: IPC limits lowered: {self.limits}")
 
     def close(self) -> None:
         """Close every client and the listener; remove the socket file if it is ours."""
@@ -261,12 +420,13 @@ class IpcServer:
         if frame is None:
             return
         client.ev_out += frame
-        if len(client.ev_out) > MAX_EVENT_BACKLOG:
-            self.stats["ipc_evicted_backlog"] += 1
-            self._log("warning", "MAIN",
-                      f"conn {conn} (pid {client.cred.pid}) does not read its events: "
-                      f"{len(client.ev_out)} bytes queued (limit {MAX_EVENT_BACKLOG}); "
-                      "disconnecting it")
+        limit = self.limits.max_event_backlog
+        if len(client.ev_out) > limit:
+            self._counters["ipc_evicted_backlog"] += 1
+            self._log_limited("warning", "evicted",
+                              f"conn {conn} (pid {client.cred.pid}) does not read its events: "
+                              f"{len(client.ev_out)} bytes queued (limit {limit}); "
+                              "disconnecting it")
             self._kill(client)
             return
         self._mark_dirty(client)
@@ -286,10 +446,10 @@ class IpcServer:
                 self._loop.call_later(ACCEPT_BACKOFF_S, self._resume_accepting)
                 return
             sock.setblocking(False)
-            if len(self._clients) >= MAX_CLIENTS:
-                self.stats["ipc_refused_limit"] += 1
-                self._log("warning", "MAIN",
-                          f"IPC connection refused: {MAX_CLIENTS} clients already connected")
+            if len(self._clients) >= self.max_clients:
+                self._counters["ipc_refused_limit"] += 1
+                self._log_limited("warning", "limit", f"IPC connection refused: "
+                                  f"{self.max_clients} clients already connected")
                 sock.close()
                 continue
             try:
@@ -297,11 +457,23 @@ class IpcServer:
             except OSError:
                 sock.close()
                 continue
-            client = _Client(self._new_conn_id(), sock, cred)
+            privileged = proto.allowed(cred, self._uidgid)
+            if not privileged:
+                if self._unprivileged_pending >= self.limits.max_unprivileged_pending:
+                    self._counters["ipc_refused_limit"] += 1
+                    self._log_limited(
+                        "warning", "unprivileged",
+                        f"IPC connection refused: {self._unprivileged_pending} connections "
+                        f"of peers without access await their hello (pid {cred.pid} "
+                        f"uid {cred.uid} gid {cred.gid})")
+                    sock.close()
+                    continue
+                self._unprivileged_pending += 1
+            client = _Client(self._new_conn_id(), sock, cred, privileged=privileged)
             self._clients[client.conn_id] = client
-            self.stats["ipc_connections"] += 1
-            client.hello_timer = self._loop.call_later(HELLO_TIMEOUT_S, self._hello_timeout,
-                                                       client)
+            self._counters["ipc_connections"] += 1
+            client.hello_timer = self._loop.call_later(self.limits.hello_timeout_s,
+                                                       self._hello_timeout, client)
             self._start_reading(client)
 
     def _resume_accepting(self) -> None:
@@ -318,14 +490,21 @@ class IpcServer:
 
     def _hello_timeout(self, client: _Client) -> None:
         client.hello_timer = None
-        if client.service is None and client.conn_id in self._clients:
-            self.stats["ipc_hello_timeouts"] += 1
+        if client.service is None and self._clients.get(client.conn_id) is client:
+            self._counters["ipc_hello_timeouts"] += 1
             self._close(client, "no hello within the timeout")
 
-    def _on_hello(self, client: _Client, msg: object) -> None:
+    def _hello_done(self, client: _Client) -> None:
+        """The connection is past the hello stage (answered, or closing)."""
         if client.hello_timer is not None:
             client.hello_timer.cancel()
             client.hello_timer = None
+        if not client.privileged:
+            client.privileged = True  # counted once
+            self._unprivileged_pending -= 1
+
+    def _on_hello(self, client: _Client, msg: object) -> None:
+        self._hello_done(client)
         if not isinstance(msg, ipc.Hello):
             self._malformed(client, f"expected Hello, got {type(msg).__name__}")
             return
@@ -335,16 +514,23 @@ class IpcServer:
         if err != CsErr.CS_OK:
             key = {CsErr.CS_ERR_ACCESS: "ipc_refused_access",
                    CsErr.CS_ERR_TRY_AGAIN: "ipc_refused_try_again"}.get(err, "ipc_refused_library")
-            self.stats[key] += 1
+            self._counters[key] += 1
             level = "warning" if err == CsErr.CS_ERR_ACCESS else "info"
-            self._log(level, "MAIN",
-                      f"IPC connection refused ({err.name}): service {msg.service}, "
-                      f"pid {client.cred.pid} uid {client.cred.uid} gid {client.cred.gid}")
-            with contextlib.suppress(OSError):
-                client.sock.send(ipc.encode_frame(ipc.HelloReply(int(err), 0)))
-            self._close(client, None)
+            self._log_limited(level, key,
+                              f"IPC connection refused ({err.name}): service {msg.service}, "
+                              f"pid {client.cred.pid} uid {client.cred.uid} "
+                              f"gid {client.cred.gid}")
+            self._refuse(client, err)
             return
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as exc:  # EMFILE/ENFILE/ENOMEM: refuse this one, keep serving
+            self._counters["ipc_refused_resources"] += 1
+            self._log_limited("error", "resources",
+                              f"IPC connection refused (CS_ERR_NO_RESOURCES): cannot create "
+                              f"its event channel: {exc}")
+            self._refuse(client, CsErr.CS_ERR_NO_RESOURCES)
+            return
         try:
             frame = ipc.encode_frame(ipc.HelloReply(int(CsErr.CS_OK), client.conn_id))
             sent = socket.send_fds(client.sock, [frame], [theirs.fileno()])
@@ -370,6 +556,23 @@ class IpcServer:
         if client.engine_backed:
             self._backend.ipc_opened(client.conn_id)
 
+    def _refuse(self, client: _Client, err: CsErr) -> None:
+        with contextlib.suppress(OSError):
+            client.sock.send(ipc.encode_frame(ipc.HelloReply(int(err), 0)))
+        self._close(client, None)
+
+    def _log_limited(self, level: str, kind: str, text: str) -> None:
+        """Log ``text``, at most once per ``LOG_INTERVAL_S`` for each ``kind``."""
+        now = self._loop.time() if self._loop is not None else 0.0
+        last, suppressed = self._log_gate.get(kind, (-LOG_INTERVAL_S, 0))
+        if now - last < LOG_INTERVAL_S:
+            self._log_gate[kind] = (last, suppressed + 1)
+            return
+        self._log_gate[kind] = (now, 0)
+        if suppressed:
+            text += f" ({suppressed} more like this were not logged)"
+        self._log(level, "MAIN", text)
+
     # ------------------------------------------------------------ reading
     def _start_reading(self, client: _Client) -> None:
         if not client.reading and not client.dead and self._loop is not None:
@@ -382,7 +585,8 @@ class IpcServer:
             client.reading = False
 
     def _throttled(self, client: _Client) -> bool:
-        return len(client.slots) >= MAX_INFLIGHT or len(client.out) >= MAX_OUTPUT_BYTES
+        return (len(client.slots) >= self.limits.max_inflight
+                or len(client.out) >= self.limits.max_output_bytes)
 
     def _on_readable(self, client: _Client) -> None:
         if client.dead:
@@ -398,35 +602,98 @@ class IpcServer:
             self._close(client, None)
             return
         client.framer.feed(data)
-        self._process(client)
+        if client.framer.ready:
+            # stop reading until the run queue has handled what is buffered: the framer
+            # never holds more than one recv plus one incomplete frame
+            self._stop_reading(client)
+            self._enqueue(client)
+        else:
+            self._watch_partial(client, progressed=False)
 
-    def _process(self, client: _Client) -> None:
-        """Handle buffered frames until none is left or the client is throttled."""
-        client.process_scheduled = False
-        while not client.dead and not self._throttled(client):
+    def _enqueue(self, client: _Client) -> None:
+        """Give the connection a turn in the run queue (see "Fairness")."""
+        if client.dead or client.queued or self._loop is None:
+            return
+        client.queued = True
+        self._runq.append(client)
+        if not self._run_scheduled:
+            self._run_scheduled = True
+            self._loop.call_soon(self._run_queue)
+
+    def _run_queue(self) -> None:
+        """At most ``FRAMES_PER_ITERATION`` frames, ``FRAMES_PER_TURN`` per connection."""
+        self._run_scheduled = False
+        budget = FRAMES_PER_ITERATION
+        while budget > 0 and self._runq:
+            client = self._runq.popleft()
+            client.queued = False
+            if not client.dead:
+                budget -= max(1, self._process(client, min(FRAMES_PER_TURN, budget)))
+        if self._runq and not self._run_scheduled and self._loop is not None:
+            self._run_scheduled = True
+            self._loop.call_soon(self._run_queue)
+
+    def _process(self, client: _Client, limit: int) -> int:
+        """Handle at most ``limit`` buffered frames; how many were handled."""
+        handled = 0
+        while handled < limit and not client.dead and not self._throttled(client):
             item = client.framer.next_item()
             if item is None:
                 break
+            handled += 1
             if isinstance(item, Malformed):
                 self._malformed(client, f"{item.reason.value}: {item.detail}")
-                return
+                return handled
             if client.service is None:
                 self._on_hello(client, item)
             else:
                 self._on_request(client, item)
         if client.dead:
-            return
+            return handled
         if self._throttled(client):
+            self._stop_reading(client)  # _unthrottle_later resumes it
+        elif client.framer.ready:
             self._stop_reading(client)
+            self._enqueue(client)  # the rest on its next turn
         else:
             self._start_reading(client)
+        self._watch_partial(client, progressed=handled > 0)
+        return handled
+
+    def _watch_partial(self, client: _Client, *, progressed: bool) -> None:
+        """Time an incomplete request frame (``frame_timeout_s`` since the last frame
+        completed); before the hello, the hello timer does that."""
+        partial = client.framer.pending > 0 and not client.framer.ready
+        timer = client.frame_timer
+        if timer is not None and (progressed or not partial):
+            timer.cancel()
+            client.frame_timer = timer = None
+        if (partial and timer is None and client.service is not None and not client.dead
+                and self._loop is not None):
+            client.frame_timer = self._loop.call_later(self.limits.frame_timeout_s,
+                                                       self._frame_timeout, client)
+
+    def _frame_timeout(self, client: _Client) -> None:
+        client.frame_timer = None
+        if client.dead or self._clients.get(client.conn_id) is not client:
+            return
+        if client.framer.pending == 0 or client.framer.ready:
+            return
+        if client.queued or self._throttled(client):  # we are the ones not reading
+            self._watch_partial(client, progressed=False)
+            return
+        self._counters["ipc_frame_timeouts"] += 1
+        self._log_limited("warning", "frame_timeout",
+                          f"IPC conn {client.conn_id} (pid {client.cred.pid}) left a request "
+                          f"frame incomplete ({client.framer.pending} bytes) for "
+                          f"{self.limits.frame_timeout_s:g} s; closing that connection")
+        self._close(client, None)
 
     def _unthrottle_later(self, client: _Client) -> None:
         """Resume a throttled client from the loop (never from inside the pump)."""
-        if (not client.dead and not client.reading and not client.process_scheduled
-                and not self._throttled(client) and self._loop is not None):
-            client.process_scheduled = True
-            self._loop.call_soon(self._process, client)
+        if (not client.dead and not client.reading and not client.queued
+                and not self._throttled(client)):
+            self._enqueue(client)
 
     def _on_request(self, client: _Client, msg: object) -> None:
         service = client.service
@@ -437,7 +704,7 @@ class IpcServer:
         if isinstance(msg, proto.UnknownRequest) or not isinstance(
                 msg, ipc.REQUESTS_BY_SERVICE.get(service, ())):
             tb = msg.type_byte if isinstance(msg, proto.UnknownRequest) else proto.type_byte(msg)
-            self.stats["ipc_invalid_requests"] += 1
+            self._counters["ipc_invalid_requests"] += 1
             self._log("debug", "MAIN", f"IPC conn {client.conn_id}: request type {tb} is not "
                                        f"one of service {service}")
             self._answer(client, ipc.ErrorReply(int(CsErr.CS_ERR_INVALID_PARAM), tb))
@@ -504,10 +771,11 @@ class IpcServer:
             self._close(client, None)
 
     def _malformed(self, client: _Client, detail: str) -> None:
-        self.stats["ipc_malformed"] += 1
-        self._log("warning", "MAIN",
-                  f"IPC conn {client.conn_id} (pid {client.cred.pid} uid {client.cred.uid}) "
-                  f"sent a malformed frame ({detail}); closing that connection")
+        self._counters["ipc_malformed"] += 1
+        self._log_limited("warning", "malformed",
+                          f"IPC conn {client.conn_id} (pid {client.cred.pid} uid "
+                          f"{client.cred.uid}) sent a malformed frame ({detail}); closing "
+                          "that connection")
         self._close(client, None)
 
     # ------------------------------------------------------------ writing
@@ -600,9 +868,11 @@ class IpcServer:
             return
         del self._clients[client.conn_id]
         client.dead = True
-        if client.hello_timer is not None:
-            client.hello_timer.cancel()
-            client.hello_timer = None
+        self._hello_done(client)
+        if client.frame_timer is not None:
+            client.frame_timer.cancel()
+            client.frame_timer = None
+        self._dirty.pop(client.conn_id, None)
         client.reading = client.writing = client.ev_writing = False
         for sock in (client.sock, client.ev_sock):
             if sock is None:

@@ -237,6 +237,13 @@ class SecureChannel:
         )
         return fp
 
+    def set_allowed_senders(self, allowed: frozenset[int] | None) -> None:
+        """A reload changed the nodelist: senders outside ``allowed`` are refused (and
+        their replay records forgotten); None accepts any sender."""
+        self._allowed = allowed
+        if allowed is not None:
+            self._peers = {n: p for n, p in self._peers.items() if n in allowed}
+
     def use_key(self, fingerprint: int) -> None:
         """Seal with the key ``fingerprint`` (added before) from now on."""
         if fingerprint not in self._keys:
