@@ -13,6 +13,10 @@ Three faces over one connection machine (``_conn``) and one process-wide handle 
 
 The daemon's socket is ``<run_dir>/pyquorum.sock``: the ``run_dir`` keyword, else
 ``$PYQUORUM_RUN_DIR``, else ``/run/pyquorum``.
+
+The quorum and votequorum functions can drive a real Corosync daemon instead, through its
+C libraries (``_corosync``): ``backend="corosync"`` on the initialize calls, or
+``PYQUORUM_BACKEND=corosync``; the libraries are loaded only then.
 """
 
 from pyquorum.client.aio import AsyncQuorumClient, AsyncVotequorumClient

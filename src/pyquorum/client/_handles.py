@@ -26,8 +26,10 @@ finalized.  Slots are reused once EMPTY.
 The table (``HANDLES``) is the only mutable module-level state of the client library:
 like libqb's ``hdb`` it is process-wide, and every operation holds its lock.  The
 resource's ``release`` runs outside the lock.  One table serves both the quorum and
-the votequorum library; a lookup names the instance class it expects, so a handle of
-one library is a bad handle for the other (as with libqb's separate databases).
+the votequorum library, and both client backends (``pyquorum``, ``corosync``: the
+handles of the Corosync backend are entries of this table too, so public handle values
+never collide); a lookup names the instance class it expects, so a handle of one library
+is a bad handle for the other (as with libqb's separate databases).
 """
 
 from __future__ import annotations
@@ -121,6 +123,16 @@ class HandleTable:
                 raise _bad_handle()
             slot.refs += 1
             return resource
+
+    def holds(self, handle: object, kind: type[HandleResource]) -> bool:
+        """True if ``handle`` is ACTIVE and its resource is a ``kind`` (no reference is
+        taken: the answer only routes a call, which then takes its own)."""
+        with self._lock:
+            try:
+                slot = self._slot_of(handle)
+            except CsError:
+                return False
+            return isinstance(slot.resource, kind)
 
     def put(self, handle: int) -> None:
         """Drop a reference taken by ``get``; the last one releases the resource."""

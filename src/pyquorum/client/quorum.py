@@ -16,6 +16,11 @@ Typical use::
 
 A callback that raises lets the exception out of ``quorum_dispatch`` (the event it was
 given is consumed).
+
+Backends: ``backend="corosync"`` on the initialize functions (or ``PYQUORUM_BACKEND=corosync``
+in the environment) makes the handle drive a real Corosync daemon through its
+``libquorum.so.5`` (``pyquorum.client._corosync``); every other function follows the
+handle it is given.  The default, ``"pyquorum"``, talks to ``pyquorumd``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple, TypeAlias, cast
 
+from pyquorum.client import _corosync as _cs
 from pyquorum.client._common import (
     CS_DISPATCH_ALL,
     CS_DISPATCH_BLOCKING,
@@ -168,30 +174,40 @@ class _QuorumInstance(ClientInstance):
 
 
 def quorum_initialize(callbacks: QuorumCallbacks | None, *,
-                      run_dir: str | os.PathLike[str] | None = None) -> tuple[int, int]:
+                      run_dir: str | os.PathLike[str] | None = None,
+                      backend: str | None = None) -> tuple[int, int]:
     """Connect as a V0 client; return ``(handle, quorum_type)``.
 
-    Exactly ``quorum_model_initialize(QUORUM_MODEL_V0, callbacks, None)``.
+    Exactly ``quorum_model_initialize(QUORUM_MODEL_V0, callbacks, None)`` (the Corosync
+    backend calls C ``quorum_initialize``).
     """
-    data = QuorumModelV0Data(callbacks.quorum_notify_fn) if callbacks is not None else None
-    return quorum_model_initialize(QUORUM_MODEL_V0, data, None, run_dir=run_dir)
+    notify = callbacks.quorum_notify_fn if callbacks is not None else None
+    if _cs.select_backend(backend) == _cs.BACKEND_COROSYNC:
+        return _cs.quorum_initialize(notify, QuorumRingId)
+    data = QuorumModelV0Data(notify) if callbacks is not None else None
+    return quorum_model_initialize(QUORUM_MODEL_V0, data, None, run_dir=run_dir,
+                                   backend=_cs.BACKEND_PYQUORUM)
 
 
 def quorum_model_initialize(model: int, model_data: QuorumModelV0Data | QuorumModelV1Data | None,
                             context: object = None, *,
-                            run_dir: str | os.PathLike[str] | None = None) -> tuple[int, int]:
+                            run_dir: str | os.PathLike[str] | None = None,
+                            backend: str | None = None) -> tuple[int, int]:
     """Connect with the given model; return ``(handle, quorum_type)``.
 
     A model other than V0/V1 raises INVALID_PARAM before anything else.  V0 sends
     GETTYPE, V1 sends MODEL_GETTYPE(1) (which enables nodelist events and the V1 quorum
     format).  No daemon: LIBRARY; refused: ACCESS; not ready yet: TRY_AGAIN.  The
     callbacks are copied from ``model_data`` (None: a silent handle); ``context`` is the
-    initial value of ``quorum_context_get``.
+    initial value of ``quorum_context_get``.  ``backend``: ``"pyquorum"`` (default) or
+    ``"corosync"`` (``$PYQUORUM_BACKEND`` when None; ``run_dir`` is then unused).
     """
     if not isinstance(model, int) or model not in (QUORUM_MODEL_V0, QUORUM_MODEL_V1):
         raise CsError(CsErr.CS_ERR_INVALID_PARAM, f"bad quorum model {model!r}")
     notify = getattr(model_data, "quorum_notify_fn", None)
     nodelist = getattr(model_data, "nodelist_notify_fn", None)
+    if _cs.select_backend(backend) == _cs.BACKEND_COROSYNC:
+        return _cs.quorum_model_initialize(model, notify, nodelist, context, QuorumRingId)
     conn = Connection.open(SERVICE_QUORUM, run_dir)
     try:
         if model == QUORUM_MODEL_V0:
@@ -210,12 +226,16 @@ def quorum_finalize(handle: int) -> None:
     """Close the handle; every later call with it raises BAD_HANDLE (a second finalize
     too).  A dispatch running in another thread, or whose callback called this, returns
     BAD_HANDLE."""
+    if _cs.holds(handle, _cs.CorosyncQuorum):
+        return _cs.finalize(handle, _cs.CorosyncQuorum)
     finalize(handle, _QuorumInstance)
 
 
 def quorum_fd_get(handle: int) -> int:
     """The fd to poll: readable when an event is queued, POLLIN|POLLHUP once the daemon
     is gone.  The same fd for the life of the handle; no IPC."""
+    if _cs.holds(handle, _cs.CorosyncQuorum):
+        return _cs.fd_get(handle, _cs.CorosyncQuorum)
     return fd_get(handle, _QuorumInstance)
 
 
@@ -224,11 +244,15 @@ def quorum_dispatch(handle: int, flags: int) -> None:
     it), ``ALL`` (all queued, never waits), ``BLOCKING`` (forever; returns only on error,
     finalize or disconnect), ``ONE_NONBLOCKING`` (one, or TRY_AGAIN if none is queued).
     Bad flags: INVALID_PARAM (checked before the handle); daemon gone: LIBRARY."""
+    if _cs.holds(handle, _cs.CorosyncQuorum):
+        return _cs.dispatch(handle, flags, _cs.CorosyncQuorum)
     dispatch(handle, flags, _QuorumInstance)
 
 
 def quorum_getquorate(handle: int) -> int:
     """1 if the cluster is quorate, else 0 (a request: waits while a view is agreed)."""
+    if _cs.holds(handle, _cs.CorosyncQuorum):
+        return _cs.quorum_getquorate(handle)
     res = request(handle, _QuorumInstance, QuorumGetQuorateReq(), QuorumGetQuorateRes)
     check_error(res.error)
     return res.quorate
@@ -238,6 +262,8 @@ def quorum_trackstart(handle: int, flags: int) -> None:
     """Start tracking: CURRENT or CHANGES queue a snapshot (V1: nodelist then quorum),
     CHANGES or CHANGES_ONLY enable change events.  Already tracking: ``CsError(EXIST)``,
     raised after the snapshot was queued."""
+    if _cs.holds(handle, _cs.CorosyncQuorum):
+        return _cs.quorum_trackstart(handle, flags)
     with HANDLES.acquire(handle, _QuorumInstance):
         msg = QuorumTrackStartReq(check_uint(flags))
         res = request(handle, _QuorumInstance, msg, QuorumStatusRes)
@@ -247,21 +273,29 @@ def quorum_trackstart(handle: int, flags: int) -> None:
 def quorum_trackstop(handle: int) -> None:
     """Stop change tracking (succeeds even when not tracking, as Corosync does); events
     already queued stay dispatchable."""
+    if _cs.holds(handle, _cs.CorosyncQuorum):
+        return _cs.quorum_trackstop(handle)
     res = request(handle, _QuorumInstance, QuorumTrackStopReq(), QuorumStatusRes)
     check_error(res.error)
 
 
 def quorum_context_set(handle: int, context: object) -> None:
     """Store an opaque context on the handle (no IPC)."""
+    if _cs.holds(handle, _cs.CorosyncQuorum):
+        return _cs.context_set(handle, _cs.CorosyncQuorum, context)
     context_set(handle, _QuorumInstance, context)
 
 
 def quorum_context_get(handle: int) -> object:
     """The handle's context: the init-time one until ``quorum_context_set`` (no IPC)."""
+    if _cs.holds(handle, _cs.CorosyncQuorum):
+        return _cs.context_get(handle, _cs.CorosyncQuorum)
     return context_get(handle, _QuorumInstance)
 
 
 def _quorum_wait_readable(handle: int, timeout_ms: int) -> bool:
     """For the Pythonic clients: wait until the event fd is readable (not in
     ``quorum.h``)."""
+    if _cs.holds(handle, _cs.CorosyncQuorum):
+        return _cs.wait_readable(handle, _cs.CorosyncQuorum, timeout_ms)
     return wait_readable(handle, _QuorumInstance, timeout_ms)

@@ -5,6 +5,11 @@ Handles, finalize, fd_get, context and dispatch behave exactly as in
 request after the connection is set up.  The callbacks receive the ``context`` given to
 ``votequorum_trackstart`` (carried by every event), not the handle's context.  Failures
 raise ``CsError``; values are returned.
+
+Backends: ``votequorum_initialize(..., backend="corosync")`` (or
+``PYQUORUM_BACKEND=corosync``) drives a real Corosync daemon through its
+``libvotequorum.so.8`` (``pyquorum.client._corosync``); the other functions follow the
+handle they are given.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, NamedTuple, TypeAlias
 
+from pyquorum.client import _corosync as _cs
 from pyquorum.client._common import (
     CS_DISPATCH_ALL,
     CS_DISPATCH_BLOCKING,
@@ -222,45 +228,64 @@ def _status(handle: int, msg: object) -> None:
 
 
 def votequorum_initialize(callbacks: VotequorumCallbacks | None, *,
-                          run_dir: str | os.PathLike[str] | None = None) -> int:
+                          run_dir: str | os.PathLike[str] | None = None,
+                          backend: str | None = None) -> int:
     """Connect to the votequorum service and return a handle (no request is sent).
 
     No daemon (or no votequorum provider): LIBRARY; refused: ACCESS; not ready: TRY_AGAIN.
+    ``backend``: ``"pyquorum"`` (default) or ``"corosync"`` (``$PYQUORUM_BACKEND`` when
+    None; ``run_dir`` is then unused).
     """
     copied = (VotequorumCallbacks(callbacks.quorum_notify_fn, callbacks.nodelist_notify_fn,
                                   callbacks.expectedvotes_notify_fn)
               if callbacks is not None else VotequorumCallbacks())
+    if _cs.select_backend(backend) == _cs.BACKEND_COROSYNC:
+        return _cs.votequorum_initialize(copied.quorum_notify_fn, copied.nodelist_notify_fn,
+                                         copied.expectedvotes_notify_fn, VotequorumRingId,
+                                         VotequorumNode)
     conn = Connection.open(SERVICE_VOTEQUORUM, run_dir)
     return HANDLES.create(_VotequorumInstance(conn, copied))
 
 
 def votequorum_finalize(handle: int) -> None:
     """Close the handle (see ``quorum_finalize``)."""
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.finalize(handle, _cs.CorosyncVotequorum)
     finalize(handle, _VotequorumInstance)
 
 
 def votequorum_fd_get(handle: int) -> int:
     """The fd to poll for events (see ``quorum_fd_get``)."""
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.fd_get(handle, _cs.CorosyncVotequorum)
     return fd_get(handle, _VotequorumInstance)
 
 
 def votequorum_dispatch(handle: int, flags: int) -> None:
     """Run callbacks for queued events (see ``quorum_dispatch``)."""
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.dispatch(handle, flags, _cs.CorosyncVotequorum)
     dispatch(handle, flags, _VotequorumInstance)
 
 
 def votequorum_context_get(handle: int) -> object:
     """The handle's opaque context (None until set; no IPC)."""
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.context_get(handle, _cs.CorosyncVotequorum)
     return context_get(handle, _VotequorumInstance)
 
 
 def votequorum_context_set(handle: int, context: object) -> None:
     """Store an opaque context on the handle (no IPC)."""
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.context_set(handle, _cs.CorosyncVotequorum, context)
     context_set(handle, _VotequorumInstance, context)
 
 
 def votequorum_getinfo(handle: int, nodeid: int) -> VotequorumInfo:
     """Votes and flags of a node (0: the local node); unknown node: NOT_EXIST."""
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return VotequorumInfo(*_cs.votequorum_getinfo(handle, nodeid))
     with HANDLES.acquire(handle, _VotequorumInstance):
         msg = VqGetInfoReq(check_uint(nodeid))
         res = request(handle, _VotequorumInstance, msg, VqGetInfoRes)
@@ -275,6 +300,8 @@ def votequorum_getinfo(handle: int, nodeid: int) -> VotequorumInfo:
 def votequorum_setexpected(handle: int, expected_votes: int) -> None:
     """Set the cluster's expected votes (INVALID_PARAM if it would drop below the votes
     present or make a quorate cluster inquorate)."""
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.votequorum_setexpected(handle, expected_votes)
     with HANDLES.acquire(handle, _VotequorumInstance):
         msg = VqSetExpectedReq(check_uint(expected_votes))
         _status(handle, msg)
@@ -282,6 +309,8 @@ def votequorum_setexpected(handle: int, expected_votes: int) -> None:
 
 def votequorum_setvotes(handle: int, nodeid: int, votes: int) -> None:
     """Set a node's votes (unknown node: NAME_NOT_FOUND; nodeid 0: the qdevice)."""
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.votequorum_setvotes(handle, nodeid, votes)
     with HANDLES.acquire(handle, _VotequorumInstance):
         msg = VqSetVotesReq(check_uint(nodeid), check_uint(votes))
         _status(handle, msg)
@@ -291,6 +320,8 @@ def votequorum_trackstart(handle: int, context: int, flags: int) -> None:
     """Start tracking with ``flags`` (the quorum library's decision table); every event
     to this connection carries ``context`` (a u64).  Already tracking: ``CsError(EXIST)``
     after the snapshot was queued."""
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.votequorum_trackstart(handle, context, flags)
     with HANDLES.acquire(handle, _VotequorumInstance):
         msg = VqTrackStartReq(check_uint(context, 64), check_uint(flags))
         _status(handle, msg)
@@ -298,6 +329,8 @@ def votequorum_trackstart(handle: int, context: int, flags: int) -> None:
 
 def votequorum_trackstop(handle: int) -> None:
     """Stop tracking; not tracking: ``CsError(NOT_EXIST)``."""
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.votequorum_trackstop(handle)
     _status(handle, VqTrackStopReq())
 
 
@@ -305,12 +338,16 @@ def votequorum_qdevice_register(handle: int, name: str) -> None:
     """Register the local quorum device ``name`` (1..254 bytes, else INVALID_PARAM
     before any IPC)."""
     msg = VqQdeviceRegisterReq(_check_name(name))
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.votequorum_qdevice_register(handle, name)
     _status(handle, msg)
 
 
 def votequorum_qdevice_unregister(handle: int, name: str) -> None:
     """Unregister the local quorum device."""
     msg = VqQdeviceUnregisterReq(_check_name(name))
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.votequorum_qdevice_unregister(handle, name)
     _status(handle, msg)
 
 
@@ -318,6 +355,8 @@ def votequorum_qdevice_update(handle: int, old: str, new: str) -> None:
     """Rename the registered quorum device from ``old`` to ``new`` (both names are
     validated before any IPC)."""
     msg = VqQdeviceUpdateReq(_check_name(old), _check_name(new))
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.votequorum_qdevice_update(handle, old, new)
     _status(handle, msg)
 
 
@@ -326,6 +365,8 @@ def votequorum_qdevice_poll(handle: int, name: str, cast_vote: int,
     """The device is alive and does (``cast_vote`` 1) or does not cast its votes; a
     stale ``ring_id`` gives MESSAGE_ERROR."""
     _check_name(name)
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.votequorum_qdevice_poll(handle, name, cast_vote, ring_id)
     with HANDLES.acquire(handle, _VotequorumInstance):
         if not isinstance(ring_id, tuple) or len(ring_id) != 2:
             raise CsError(CsErr.CS_ERR_INVALID_PARAM, f"bad ring id {ring_id!r}")
@@ -337,6 +378,8 @@ def votequorum_qdevice_poll(handle: int, name: str, cast_vote: int,
 def votequorum_qdevice_master_wins(handle: int, name: str, allow: int) -> None:
     """Set or clear the device's master-wins flag."""
     _check_name(name)
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.votequorum_qdevice_master_wins(handle, name, allow)
     with HANDLES.acquire(handle, _VotequorumInstance):
         msg = VqQdeviceMasterWinsReq(name, check_uint(allow))
         _status(handle, msg)
@@ -345,4 +388,6 @@ def votequorum_qdevice_master_wins(handle: int, name: str, allow: int) -> None:
 def _votequorum_wait_readable(handle: int, timeout_ms: int) -> bool:
     """For the Pythonic clients: wait until the event fd is readable (not in
     ``votequorum.h``)."""
+    if _cs.holds(handle, _cs.CorosyncVotequorum):
+        return _cs.wait_readable(handle, _cs.CorosyncVotequorum, timeout_ms)
     return wait_readable(handle, _VotequorumInstance, timeout_ms)
