@@ -353,6 +353,8 @@ def apply_report(res: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
         "seq_regressions": len(report.get("seq_regressions", [])),
         "quorum_mismatches": len(report.get("quorum_mismatches", [])),
         "prolonged_divergence": len(report.get("prolonged_divergence", [])),
+        "stale_quorate": len(report.get("stale_quorate", [])),
+        "max_stale_quorate_ms": report.get("max_stale_quorate_ms"),
         "max_concurrent_quorate_ms": report.get("max_concurrent_quorate_ms"),
         "max_separated_quorate_ms": report.get("max_separated_quorate_ms"),
         "heals": len(heals),
@@ -378,7 +380,9 @@ def recheck(result: dict[str, Any], artifacts: Path) -> dict[str, Any]:
     nodes = list(range(1, int(cfg["nodes"]) + 1))
     report = check_dir(artifacts, nodes, int(result["effective_token_ms"]),
                        int(result["consensus_ms"]), int(cfg["margin_ms"]))
-    return apply_report(dict(result), report)
+    res = apply_report(dict(result), report)
+    res["rechecked"] = True  # the checker ran again on the kept artifacts
+    return res
 
 
 def summary_table(res: dict[str, Any]) -> str:
@@ -401,6 +405,8 @@ def summary_table(res: dict[str, Any]) -> str:
         ("seq regressions", res["seq_regressions"]),
         ("quorum arithmetic mismatches", res["quorum_mismatches"]),
         ("prolonged divergence (warning)", res["prolonged_divergence"]),
+        ("stale quorate views > grace (warning)", res["stale_quorate"]),
+        ("longest stale quorate view (ms)", res["max_stale_quorate_ms"]),
         ("longest concurrently quorate (ms)", res["max_concurrent_quorate_ms"]),
         ("longest quorate + separated (ms)", res["max_separated_quorate_ms"]),
         ("heals measured", res["heals"]),

@@ -9,7 +9,8 @@ The rules, exactly
 ==================
 
 **Accepted views.**  A node *holds* a view from its client's ``quorum`` event until the
-next ``nodelist`` or ``quorum`` event of that node, the client's ``disconnect``, or the
+next ``quorum`` event of that node (the ``nodelist`` event that precedes it by less than a
+millisecond does not interrupt the view), the client's ``disconnect``, or the
 driver's ``kill`` / ``stop`` of that daemon (at ``t0``, just before the signal).  A client
 event is accepted only while the daemon runs (after the driver's ``start`` ``t0``, before
 ``kill``/``stop`` ``t0``) and after a ``connect`` the client logged while it ran; late
@@ -18,27 +19,32 @@ events of a dead daemon are ignored.  While the daemon is SIGSTOPped (driver ``p
 (Corosync behaves the same: a paused node keeps its last callback until it runs again);
 on ``resume`` it holds its last view again.
 
-**(a) Split brain.**  Let ``holders(R, t)`` be the nodes holding ring ``R`` as *quorate* at
-time ``t``.  Two rings ``R1 != R2`` are *concurrently quorate* while both have holders, and
-*separated* while, in addition, the fault log cuts every holder of ``R1`` from every holder
-of ``R2``: for every ``x`` in ``holders(R1, t)`` and ``y`` in ``holders(R2, t)`` the
-traffic ``x -> y`` or ``y -> x`` is dropped entirely (partition, one-way block or a cut
-flapping link; random loss never separates).  A **split brain** is a continuous stretch
-longer than the grace ``G = token + consensus + margin`` (default margin 500 ms) during
-which two rings are concurrently quorate and separated all along: both sides act as
-quorate and cannot talk.  The grace is the time a correct node needs to notice that it lost
-its peers (``token``, failure detection) and to agree on a new view (``consensus``); a view
-replaced by its successor milliseconds later on another node, or a cut-off node that
-drops its quorate view within ``G``, is normal succession.  Separation is measured from the
-moment the fault log separates the holders, so a link that flaps faster than ``G`` never
-makes a split brain, while a real one (a partition whose two sides both stay quorate) shows
-as soon as it lasts ``G``.  Independently, two quorate views held at overlapping times (any
-overlap, no grace, no fault condition) whose member sets are disjoint are a split brain
-too (with a strict majority quorum two quorate member sets must intersect).  Concurrently
-quorate stretches longer than ``G`` that were not a split brain are listed as
-``prolonged_divergence`` (a warning to investigate, not a violation: the sides could
-talk); the longest concurrent and the longest separated stretches are reported
-(``max_concurrent_quorate_ms``, ``max_separated_quorate_ms``) to show the margin.
+**(a) Split brain.**  Two nodes ``x`` and ``y`` *disagree* while both hold quorate views
+of different rings (whatever rings: a side that keeps re-forming new rings does not restart
+the clock).  They are *separated* while the fault log drops the traffic ``x -> y`` or
+``y -> x`` entirely (partition, one-way block or a cut flapping link; random loss never
+separates): they cannot exchange messages both ways, so no protocol can make them agree.
+A **split brain** is a continuous stretch longer than the grace
+``G = token + consensus + margin`` (default margin 500 ms) during which two nodes disagree
+and are separated all along: both act as quorate in different memberships and cannot
+talk.  The grace is the time a correct node needs to notice that it lost its peers
+(``token``, failure detection) and to agree on a new view (``consensus``); a view replaced
+by its successor milliseconds later on another node, or a cut-off node that drops its
+quorate view within ``G``, is normal succession.  Separation is measured from the moment
+the fault log separates the two nodes, so a link that flaps faster than ``G`` never makes
+a split brain, while a real one (two sides of a cut both quorate) shows as soon as it
+lasts ``G``.  Independently, two quorate views held at overlapping times (any overlap, no
+grace, no fault condition) whose member sets are disjoint are a split brain too (with a
+strict majority quorum two quorate member sets must intersect).  Disagreements longer than
+``G`` that were not a split brain are listed as ``prolonged_divergence`` (a warning to
+investigate, not a violation: the two nodes could talk); the longest disagreement and the
+longest separated one are reported (``max_concurrent_quorate_ms``,
+``max_separated_quorate_ms``) to show the margin.
+
+A second warning, ``stale_quorate``, is a node that holds a quorate view of ring ``R`` for
+longer than ``G`` after another member of ``R`` left it (reported another ring, or was
+killed or stopped): the node still acts as quorate in a ring that no longer exists as
+such (``max_stale_quorate_ms`` is the longest).
 
 **(b) Ring disagreement.**  Every ``nodelist`` and ``quorum`` event of every node (accepted
 or not) maps its ring id to its member list; two different lists for one ring id are a
@@ -67,6 +73,7 @@ agreement at the end of the window is a violation, and so is a convergence time 
 
 from __future__ import annotations
 
+import bisect
 import json
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -177,9 +184,6 @@ def held_views(node: int, trace: Sequence[dict[str, Any]], driver: Sequence[dict
                 close(t)
                 connected = False
                 view = None
-            elif tkind == "nodelist" and alive and connected:
-                close(t)
-                view = None
             elif tkind == "quorum" and alive and connected:
                 close(t)
                 view = (_ring(rec), tuple(int(m) for m in rec["members"]), int(rec["quorate"]))
@@ -233,88 +237,181 @@ class SplitBrainFindings:
     split_brains: list[dict[str, Any]]
     prolonged: list[dict[str, Any]]
     max_concurrent_s: float
-    """Longest stretch of two distinct rings concurrently quorate."""
+    """Longest stretch of two nodes quorate in different rings."""
     max_separated_s: float
-    """Longest such stretch with the holders separated all along."""
+    """Longest such stretch with the two nodes separated all along."""
+
+
+def _quorate_ring_at(intervals: Sequence[Held], starts: Sequence[float], t: float
+                     ) -> Held | None:
+    k = bisect.bisect_right(starts, t) - 1
+    if k >= 0 and intervals[k].start <= t < intervals[k].end:
+        return intervals[k]
+    return None
 
 
 def check_split_brain(held: Sequence[Held], net: Sequence[NetPoint], grace_s: float
                       ) -> SplitBrainFindings:
-    """Rule (a): split brains (separated stretches longer than the grace, and disjoint
-    quorate member sets at any overlap) and prolonged divergences (warnings)."""
-    quorate = [h for h in held if h.quorate and h.end > h.start]
-    times = sorted({h.start for h in quorate} | {h.end for h in quorate}
-                   | {p.t for p in net})
+    """Rule (a), node pair by node pair: split brains (separated disagreement longer than
+    the grace, and disjoint quorate member sets at any overlap) and prolonged
+    disagreements (warnings)."""
     out = SplitBrainFindings([], [], 0.0, 0.0)
+    by_node: dict[int, list[Held]] = {}
+    for h in held:
+        if h.quorate and h.end > h.start:
+            by_node.setdefault(h.node, []).append(h)
+    for hs in by_node.values():
+        hs.sort(key=lambda h: h.start)
+    starts = {n: [h.start for h in hs] for n, hs in by_node.items()}
+    net_times = [p.t for p in net]
     disjoint_seen: set[tuple[Ring, Ring]] = set()
-    conc: dict[tuple[Ring, Ring], dict[str, Any]] = {}
-    sep: dict[tuple[Ring, Ring], dict[str, Any]] = {}
-    members_of = {h.ring: h.members for h in quorate}
+    nodes = sorted(by_node)
+    for i, x in enumerate(nodes):
+        for y in nodes[i + 1:]:
+            times = sorted({h.start for h in by_node[x]} | {h.end for h in by_node[x]}
+                           | {h.start for h in by_node[y]} | {h.end for h in by_node[y]}
+                           | set(net_times))
+            conc: dict[str, Any] | None = None
+            sep: dict[str, Any] | None = None
 
-    def describe(pair: tuple[Ring, Ring], run: dict[str, Any], end: float) -> dict[str, Any]:
-        return {"rings": [_fmt_ring(pair[0]), _fmt_ring(pair[1])],
-                "members": [list(members_of[pair[0]]), list(members_of[pair[1]])],
-                "since": run["since"], "until": end,
-                "overlap_ms": round(1000 * (end - run["since"])),
-                "holders": {_fmt_ring(r): sorted(hs) for r, hs in run["holders"].items()}}
+            def record(run: dict[str, Any], end: float, xy: tuple[int, int] = (x, y)
+                       ) -> dict[str, Any]:
+                return {"nodes": list(xy), "since": run["since"], "until": end,
+                        "overlap_ms": round(1000 * (end - run["since"])),
+                        "rings": [[_fmt_ring(a), _fmt_ring(b)] for a, b in run["rings"]],
+                        "members": {_fmt_ring(r): list(m) for r, m in run["members"].items()},
+                        **({"cut": sorted(run["cut"])} if "cut" in run else {})}
 
-    def finish_sep(pair: tuple[Ring, Ring], end: float) -> None:
-        run = sep.pop(pair)
-        length = end - run["since"]
-        out.max_separated_s = max(out.max_separated_s, length)
-        if length > grace_s:
-            rec = describe(pair, run, end)
-            rec["cut"] = run["cut"]
-            out.split_brains.append(rec)
-            conc[pair]["flagged"] = True
-
-    def finish_conc(pair: tuple[Ring, Ring], end: float) -> None:
-        run = conc.pop(pair)
-        length = end - run["since"]
-        out.max_concurrent_s = max(out.max_concurrent_s, length)
-        if length > grace_s and not run["flagged"]:
-            out.prolonged.append(describe(pair, run, end))
-
-    for k in range(len(times) - 1):
-        a, b = times[k], times[k + 1]
-        by_ring: dict[Ring, set[int]] = {}
-        for h in quorate:
-            if h.start <= a and h.end >= b:
-                by_ring.setdefault(h.ring, set()).add(h.node)
-        rings = sorted(by_ring)
-        current = {(r1, r2) for i, r1 in enumerate(rings) for r2 in rings[i + 1:]}
-        st = _state_at(net, a)
-        cut = st.cut if st is not None else frozenset()
-        for pair in [p for p in sep if p not in current
-                     or not separated(cut, by_ring[p[0]], by_ring[p[1]])]:
-            finish_sep(pair, a)
-        for pair in [p for p in conc if p not in current]:
-            finish_conc(pair, a)
-        for pair in sorted(current):
-            r1, r2 = pair
-            run = conc.setdefault(pair, {"since": a, "holders": {}, "flagged": False})
-            for r in pair:
-                run["holders"].setdefault(r, set()).update(by_ring[r])
-            if separated(cut, by_ring[r1], by_ring[r2]):
-                srun = sep.setdefault(pair, {"since": a, "holders": {}, "cut": []})
-                for r in pair:
-                    srun["holders"].setdefault(r, set()).update(by_ring[r])
-                srun["cut"] = sorted({tuple(c) for c in srun["cut"]}
-                                     | {(x, y) for x, y in cut})
-            if not set(members_of[r1]) & set(members_of[r2]) and pair not in disjoint_seen:
-                disjoint_seen.add(pair)
-                out.split_brains.append({
-                    "rings": [_fmt_ring(r1), _fmt_ring(r2)],
-                    "members": [list(members_of[r1]), list(members_of[r2])],
-                    "since": a, "disjoint": True,
-                    "holders": {_fmt_ring(r): sorted(by_ring[r]) for r in pair}})
-                run["flagged"] = True
-    if times:
-        for pair in list(sep):
-            finish_sep(pair, times[-1])
-        for pair in list(conc):
-            finish_conc(pair, times[-1])
+            for k in range(len(times) - 1):
+                a = times[k]
+                hx = _quorate_ring_at(by_node[x], starts[x], a)
+                hy = _quorate_ring_at(by_node[y], starts[y], a)
+                diverge = hx is not None and hy is not None and hx.ring != hy.ring
+                st = _state_at(net, a)
+                cut = st.cut if st is not None else frozenset()
+                apart = (x, y) in cut or (y, x) in cut
+                if sep is not None and not (diverge and apart):
+                    length = a - sep["since"]
+                    out.max_separated_s = max(out.max_separated_s, length)
+                    if length > grace_s:
+                        out.split_brains.append(record(sep, a))
+                        assert conc is not None
+                        conc["flagged"] = True
+                    sep = None
+                if conc is not None and not diverge:
+                    length = a - conc["since"]
+                    out.max_concurrent_s = max(out.max_concurrent_s, length)
+                    if length > grace_s and not conc["flagged"]:
+                        out.prolonged.append(record(conc, a))
+                    conc = None
+                if not diverge:
+                    continue
+                assert hx is not None and hy is not None
+                pair = (min(hx.ring, hy.ring), max(hx.ring, hy.ring))
+                if conc is None:
+                    conc = {"since": a, "rings": [], "members": {}, "flagged": False}
+                for run in (conc, sep):
+                    if run is not None and pair not in run["rings"]:
+                        run["rings"].append(pair)
+                        run["members"][hx.ring] = hx.members
+                        run["members"][hy.ring] = hy.members
+                if apart:
+                    if sep is None:
+                        sep = {"since": a, "rings": [pair], "cut": set(),
+                               "members": {hx.ring: hx.members, hy.ring: hy.members}}
+                    sep["cut"] |= {c for c in ((x, y), (y, x)) if c in cut}
+                if not set(hx.members) & set(hy.members) and pair not in disjoint_seen:
+                    disjoint_seen.add(pair)
+                    out.split_brains.append({
+                        "nodes": [x, y], "since": a, "disjoint": True,
+                        "rings": [[_fmt_ring(hx.ring), _fmt_ring(hy.ring)]],
+                        "members": {_fmt_ring(hx.ring): list(hx.members),
+                                    _fmt_ring(hy.ring): list(hy.members)}})
+                    conc["flagged"] = True
+            if times:
+                end = times[-1]
+                if sep is not None:
+                    length = end - sep["since"]
+                    out.max_separated_s = max(out.max_separated_s, length)
+                    if length > grace_s:
+                        out.split_brains.append(record(sep, end))
+                        assert conc is not None
+                        conc["flagged"] = True
+                if conc is not None:
+                    length = end - conc["since"]
+                    out.max_concurrent_s = max(out.max_concurrent_s, length)
+                    if length > grace_s and not conc["flagged"]:
+                        out.prolonged.append(record(conc, end))
+    disjoint = [r for r in out.split_brains if r.get("disjoint")]
+    out.split_brains = _episodes([r for r in out.split_brains if not r.get("disjoint")]) \
+        + disjoint
+    out.prolonged = _episodes(out.prolonged)
     return out
+
+
+def _episodes(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Node-pair records merged into episodes (records overlapping in time)."""
+    out: list[dict[str, Any]] = []
+    for r in sorted(records, key=lambda r: r["since"]):
+        cur = out[-1] if out else None
+        if cur is None or r["since"] >= cur["until"]:
+            out.append({"since": r["since"], "until": r["until"], "overlap_ms": r["overlap_ms"],
+                        "pairs": [r["nodes"]], "rings": list(r["rings"]),
+                        "members": dict(r["members"]),
+                        **({"cut": list(r["cut"])} if "cut" in r else {})})
+            continue
+        cur["until"] = max(cur["until"], r["until"])
+        cur["overlap_ms"] = max(cur["overlap_ms"], r["overlap_ms"])
+        cur["pairs"].append(r["nodes"])
+        cur["rings"] += [x for x in r["rings"] if x not in cur["rings"]]
+        cur["members"].update(r["members"])
+        if "cut" in r:
+            cur["cut"] = sorted({tuple(c) for c in cur.get("cut", [])}
+                                | {tuple(c) for c in r["cut"]})
+    for e in out:
+        e["nodes"] = sorted({n for p in e["pairs"] for n in p})
+    return out
+
+
+def ring_departures(traces: Mapping[int, Sequence[dict[str, Any]]],
+                    driver: Sequence[dict[str, Any]]) -> dict[tuple[int, Ring], float]:
+    """``(node, ring) -> t``: when the node left the ring after first reporting it (it
+    reported another ring, or its daemon was killed or stopped)."""
+    out: dict[tuple[int, Ring], float] = {}
+    for node, trace in traces.items():
+        events: list[tuple[float, Ring | None]] = [
+            (float(r["t"]), _ring(r)) for r in trace if r.get("kind") in ("nodelist", "quorum")]
+        events += [(float(r["t0"]), None) for r in driver
+                   if r["kind"] in ("kill", "stop") and r.get("args", {}).get("node") == node]
+        events.sort(key=lambda e: e[0])
+        current: Ring | None = None
+        for t, ring in events:
+            if current is not None and ring != current:
+                out.setdefault((node, current), t)
+            current = ring
+    return out
+
+
+def check_stale(held: Sequence[Held], departures: Mapping[tuple[int, Ring], float],
+                grace_s: float) -> tuple[list[dict[str, Any]], float]:
+    """(warnings, longest): a node holding a quorate view of ring R for longer than the
+    grace after another member of R had left R."""
+    warnings: list[dict[str, Any]] = []
+    longest = 0.0
+    for h in held:
+        if not h.quorate:
+            continue
+        gone = [departures[(m, h.ring)] for m in h.members
+                if m != h.node and (m, h.ring) in departures]
+        if not gone or min(gone) >= h.end:
+            continue
+        stale = h.end - max(h.start, min(gone))
+        longest = max(longest, stale)
+        if stale > grace_s:
+            warnings.append({"node": h.node, "ring": _fmt_ring(h.ring),
+                             "members": list(h.members), "held": [h.start, h.end],
+                             "first_member_left": min(gone), "stale_ms": round(1000 * stale)})
+    return warnings, longest
 
 
 def check_rings(traces: Mapping[int, Sequence[dict[str, Any]]], n_nodes: int
@@ -441,16 +538,20 @@ def check(traces: Mapping[int, Sequence[dict[str, Any]]], driver: Sequence[dict[
     net = net_timeline(driver)
     sb = check_split_brain(held, net, grace_s)
     split, prolonged = sb.split_brains, sb.prolonged
+    stale, longest_stale = check_stale(held, ring_departures(traces, driver), grace_s)
     disagreements, regressions, mismatches = check_rings(traces, len(nodes))
     heals = check_convergence(held, driver, nodes, bound_s)
     times = [h["converge_ms"] for h in heals if h["converge_ms"] is not None]
     violations: list[str] = []
     for s in split:
         what = "disjoint quorate member sets" if s.get("disjoint") else \
-            f"concurrently quorate and separated for {s['overlap_ms']} ms"
-        violations.append(f"split brain: rings {s['rings'][0]} {s['members'][0]} and "
-                          f"{s['rings'][1]} {s['members'][1]} {what} (holders "
-                          f"{s['holders']}, from t={s['since']:.3f})")
+            f"quorate in different rings while separated for {s['overlap_ms']} ms " \
+            f"(node pairs {s['pairs']})"
+        rings = s["rings"][:3] + (["..."] if len(s["rings"]) > 3 else [])
+        members = {r: m for r, m in s["members"].items() if any(r in p for p in rings)}
+        violations.append(f"split brain: nodes {s['nodes']} {what}, rings {rings} "
+                          f"({len(s['rings'])} ring pairs), members {members}, "
+                          f"from t={s['since']:.3f}")
     for d in disagreements:
         violations.append(f"ring disagreement: {json.dumps(d, sort_keys=True)}")
     for r in regressions:
@@ -474,6 +575,8 @@ def check(traces: Mapping[int, Sequence[dict[str, Any]]], driver: Sequence[dict[
         "seq_regressions": regressions,
         "quorum_mismatches": mismatches,
         "prolonged_divergence": prolonged,
+        "stale_quorate": stale,
+        "max_stale_quorate_ms": round(1000 * longest_stale),
         "max_concurrent_quorate_ms": round(1000 * sb.max_concurrent_s),
         "max_separated_quorate_ms": round(1000 * sb.max_separated_s),
         "heals": heals,

@@ -6,6 +6,10 @@ disagreement, seq regression, quorum arithmetic and convergence after every heal
 Plus a negative control on real daemons: a 2-node ``two_node`` cluster cut in two keeps
 both halves quorate (by design), which the checker must report as a split brain.
 
+And the smallest reproduction of the one bug the campaigns found (a one-way block leaves
+the blocked node quorate in its old ring: ``docs/results/chaos-500.md``); it and the
+campaign fail until that is fixed in the membership code.
+
 The long campaign is ``scripts/chaos_campaign.py`` (500 steps).  Seed override:
 ``PYQUORUM_CHAOS_SEED``; the artifacts (driver log, traces, daemon logs) of a run are
 kept under pytest's ``tmp_path`` (printed on failure).
@@ -27,6 +31,12 @@ pytestmark = pytest.mark.chaos
 SEED = int(os.environ.get("PYQUORUM_CHAOS_SEED", "20261122"))
 
 
+ONE_WAY_BUG = ("a one-way block X->Y leaves X in GATHER for as long as the block lasts, "
+               "reporting quorate in its old ring while the others form a new quorate "
+               "ring (docs/results/chaos-500.md); the membership fix is pending")
+
+
+@pytest.mark.xfail(strict=False, reason=ONE_WAY_BUG)
 def test_short_campaign_has_no_violation(tmp_path: Path) -> None:
     problem = environment_problem()
     if problem:
@@ -89,9 +99,46 @@ def test_a_real_split_brain_is_caught(tmp_path: Path) -> None:
     separated = [s for s in report["split_brains"] if not s.get("disjoint")]
     disjoint = [s for s in report["split_brains"] if s.get("disjoint")]
     assert len(separated) == 1 and len(disjoint) == 1, report["split_brains"]
-    assert sorted(separated[0]["holders"].values()) == [[1], [2]]
+    assert separated[0]["nodes"] == [1, 2]
     assert separated[0]["overlap_ms"] > report["grace_ms"]
     assert {m["node"] for m in report["quorum_mismatches"]} == {1, 2}
     assert report["seq_regressions"] == [] and report["ring_disagreements"] == []
     (heal,) = report["heals"]
     assert heal["converged"] and not heal["flagged"]
+
+
+@pytest.mark.xfail(strict=True, reason=ONE_WAY_BUG)
+def test_one_way_block_leaves_no_stale_quorate_node(tmp_path: Path) -> None:
+    """The smallest fault behind the campaign's split brains: node 4's traffic to node 1
+    is dropped (one way), nothing else.  Nodes 1, 2, 3, 5 form a quorate ring without 4;
+    node 4 must give up its old quorate view within the grace (token + consensus +
+    margin), not keep it for as long as the fault lasts."""
+    problem = environment_problem()
+    if problem:
+        pytest.skip(problem)
+    c = ChaosCluster(5, token_ms=1000, work_dir=tmp_path / "run")
+    try:
+        c.setup()
+        c.start()
+        c.wait_for(c.converged, 20.0, "the cluster to form")
+        c.net.blocks.add((4, 1))
+        c.apply_net("block", a=4, b=1)
+        views = c.follower.views
+        c.wait_for(lambda: all(views[i].members == (1, 2, 3, 5) for i in (1, 2, 3, 5)),
+                   20.0, "nodes 1, 2, 3, 5 to exclude node 4")
+        # The fault's duration (pacing, not synchronisation): twice the grace.
+        time.sleep(2 * (c.effective_token_ms + c.consensus_ms + 500) / 1000)
+        c.net.clear()
+        c.apply_net("heal")
+        c.wait_for(c.converged, 20.0, "the merge after the heal")
+        c.record("end")
+        report = check_dir(c.dir, c.nodes, c.effective_token_ms, c.consensus_ms)
+    finally:
+        leftovers = c.close()
+    assert leftovers == []
+    rings = {tuple(r["ring"]) for r in c.follower.records[1] if r["kind"] == "quorum"}
+    where = (f"\nsplit brains: {report['split_brains']}\nstale quorate views: "
+             f"{report['stale_quorate']}\nrings reported by node 1: {len(rings)}")
+    assert report["split_brains"] == [], where
+    assert report["stale_quorate"] == [], where
+    assert report["violations"] == [], where
