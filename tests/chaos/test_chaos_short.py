@@ -31,9 +31,11 @@ pytestmark = pytest.mark.chaos
 SEED = int(os.environ.get("PYQUORUM_CHAOS_SEED", "20261122"))
 
 
-ONE_WAY_BUG = ("a one-way block X->Y leaves X in GATHER for as long as the block lasts, "
-               "reporting quorate in its old ring while the others form a new quorate "
-               "ring (docs/results/chaos-500.md); the membership fix is pending")
+ONE_WAY_BUG = ("under a persistent one-way block X->Y the nodes that hear both sides "
+               "alternate between a ring with Y and one with X about once per token, so Y "
+               "and X are each quorate in a ring the others have already left, over and "
+               "over, for as long as the block lasts (docs/results/chaos-500.md; the "
+               "earlier, worse form: X stuck in GATHER for good, is fixed)")
 
 
 @pytest.mark.xfail(strict=False, reason=ONE_WAY_BUG)

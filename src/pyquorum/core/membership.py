@@ -293,7 +293,12 @@ class Membership:
             silent = self._silent(self._active(), now_ms)
             changed = self._fail_nodes(silent)
             if now_ms >= self._consensus_at:
-                laggards = {n for n in self._active() if n != self.node_id and not self._agrees(n)}
+                active = self._active()
+                laggards = {n for n in active if n != self.node_id and not self._agrees(n)}
+                if not laggards and active[0] != self.node_id:
+                    # everyone agrees but the representative's INSTALL has not come
+                    # for a whole consensus period: it cannot reach us, fail it
+                    laggards = {active[0]}
                 changed |= self._fail_nodes(laggards)
                 self._consensus_at = now_ms + self.timing.consensus_ms
             if changed or now_ms >= self._next_join_at:
@@ -379,7 +384,11 @@ class Membership:
             return
         if self.node_id in j.fail:
             # x has given up on us: it forms a ring without us, which we will merge
-            # with later; if it never agrees, the consensus timeout fails it.
+            # with later.  Its older JOIN no longer speaks for it: forget it, so x
+            # counts as not agreeing and the consensus timeout fails it (with a stale
+            # agreeing JOIN kept, a one-way link x <- us left us in GATHER for good).
+            if self._joins.pop(x, None) is not None:
+                self._check_consensus(now_ms)
             return
         if (len(j.log) > LOG_TAIL or len(j.infos) > MAX_JOIN_INFOS
                 or len(self._proc | self._fail | set(j.proc) | set(j.fail) | {x}) > MAX_NODES):
