@@ -7,8 +7,10 @@ other tiers import their helpers (pytest puts this directory on ``sys.path``).
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
+from pathlib import Path
 from typing import Any, Final
 
 from hypothesis import strategies as st
@@ -17,6 +19,9 @@ from pyquorum.types import RingId
 from pyquorum.wire.codec import MAX_STR_BYTES
 from pyquorum.wire.ipc import IPC_TYPES
 from pyquorum.wire.messages import MESSAGE_TYPES
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "fuzz"))
+from fuzzseeds import CONFIGS  # fuzz/ holds the campaign's seed corpus
 
 MAXIMA: Final = {"u8": 0xFF, "u16": 0xFFFF, "u32": 0xFFFF_FFFF, "u64": 0xFFFF_FFFF_FFFF_FFFF}
 RING_HINTS: Final = [("rep", typing.Annotated[int, "u32"]), ("seq", typing.Annotated[int, "u64"])]
@@ -104,56 +109,7 @@ def mutated(draw: Any, data: bytes, max_ops: int = 6) -> bytes:
 
 
 # ------------------------------------------------------------------ corosync.conf
-README_CONF: Final = """\
-# The example of README.md ("Running a cluster"), one brace a line as Corosync requires,
-# with numeric uidgid ids (build_config takes ids; load_config resolves names).
-totem {
-    version: 2
-    cluster_name: demo
-    crypto_cipher: aes256
-    crypto_hash: sha256
-    keyfile: /etc/pyquorum/authkey
-    interface {
-        linknumber: 0
-        mcastport: 5405
-    }
-}
-nodelist {
-    node {
-        nodeid: 1
-        name: node1
-        ring0_addr: 10.0.0.1
-    }
-    node {
-        nodeid: 2
-        name: node2
-        ring0_addr: 10.0.0.2
-    }
-    node {
-        nodeid: 3
-        name: node3
-        ring0_addr: 10.0.0.3
-        port: 5406
-    }
-}
-quorum {
-    provider: corosync_votequorum
-    wait_for_all: 1
-}
-logging {
-    to_syslog: yes
-    to_stderr: no
-    logger_subsys {
-        subsys: QUORUM
-        debug: on
-    }
-}
-system {
-    state_dir: /var/lib/pyquorum
-    run_dir: /run/pyquorum
-}
-uidgid {
-    uid: 0
-    gid: 0
-}
-"""
+README_CONF: Final = CONFIGS[0]
+"""The example of README.md ("Running a cluster"), one brace a line as Corosync requires,
+with numeric uidgid ids (build_config takes ids; load_config resolves names); the same
+text seeds the atheris config target (``fuzz/fuzzseeds.py``)."""

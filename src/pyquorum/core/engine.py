@@ -511,6 +511,7 @@ class NodeEngine:
             return
         self._channel.use_key(fp)
         self._rotation = None
+        self._key_ready.clear()  # done with this rotation; a later one starts afresh
         self._key_drop_at = self._now + 2 * self.membership.timing.token_ms
         self._events.append(LogRecord("notice", "TOTEM", f"Sealing with authkey {fp:016x} "
                                       "now: every member has it"))
