@@ -6,9 +6,9 @@ disagreement, seq regression, quorum arithmetic and convergence after every heal
 Plus a negative control on real daemons: a 2-node ``two_node`` cluster cut in two keeps
 both halves quorate (by design), which the checker must report as a split brain.
 
-And the smallest reproduction of the one bug the campaigns found (a one-way block leaves
-the blocked node quorate in its old ring: ``docs/results/chaos-500.md``); it and the
-campaign fail until that is fixed in the membership code.
+And the smallest reproduction of the one bug the first campaigns found (under a one-way
+block, the two ends were each quorate in a ring the other had just left:
+``docs/results/chaos-500.md``), now a regression test.
 
 The long campaign is ``scripts/chaos_campaign.py`` (500 steps).  Seed override:
 ``PYQUORUM_CHAOS_SEED``; the artifacts (driver log, traces, daemon logs) of a run are
@@ -31,14 +31,6 @@ pytestmark = pytest.mark.chaos
 SEED = int(os.environ.get("PYQUORUM_CHAOS_SEED", "20261122"))
 
 
-ONE_WAY_BUG = ("under a persistent one-way block X->Y the nodes that hear both sides "
-               "alternate between a ring with Y and one with X about once per token, so Y "
-               "and X are each quorate in a ring the others have already left, over and "
-               "over, for as long as the block lasts (docs/results/chaos-500.md; the "
-               "earlier, worse form: X stuck in GATHER for good, is fixed)")
-
-
-@pytest.mark.xfail(strict=False, reason=ONE_WAY_BUG)
 def test_short_campaign_has_no_violation(tmp_path: Path) -> None:
     problem = environment_problem()
     if problem:
@@ -109,12 +101,12 @@ def test_a_real_split_brain_is_caught(tmp_path: Path) -> None:
     assert heal["converged"] and not heal["flagged"]
 
 
-@pytest.mark.xfail(strict=True, reason=ONE_WAY_BUG)
 def test_one_way_block_leaves_no_stale_quorate_node(tmp_path: Path) -> None:
-    """The smallest fault behind the campaign's split brains: node 4's traffic to node 1
-    is dropped (one way), nothing else.  Nodes 1, 2, 3, 5 form a quorate ring without 4;
-    node 4 must give up its old quorate view within the grace (token + consensus +
-    margin), not keep it for as long as the fault lasts."""
+    """The smallest fault behind the first campaigns' split brains: node 4's traffic to
+    node 1 is dropped (one way), nothing else.  Nodes 1, 2, 3, 5 form a quorate ring
+    without 4; node 4 must give up its old quorate view within the grace (token +
+    consensus + margin), and nodes 1 and 4 must never be quorate apart for longer (the
+    nodes that hear both once took turns putting 1 or 4 in the ring)."""
     problem = environment_problem()
     if problem:
         pytest.skip(problem)

@@ -55,3 +55,30 @@ def test_two_node_config_allows_both_halves_quorate() -> None:
     c = SafetyChecker(cluster_config(["2", "two_node"]))
     c.check_split_brain(0, {1: (RingId(1, 9), (1,)), 2: (RingId(2, 9), (2,))})
     assert not c.violations
+
+
+def test_separated_pair_quorate_in_different_rings_past_the_grace_is_caught() -> None:
+    c = _checker()
+    a, b = RingId(1, 9), RingId(2, 13)
+    views = {1: (a, True), 2: (b, True), 3: (b, True)}
+    c.check_separated(0, views, {(1, 2)}, 1000)
+    c.check_separated(1000, views, {(1, 2)}, 1000)
+    assert c.violations == []  # within the grace: normal succession of views
+    c.check_separated(1001, views, {(1, 2)}, 1000)
+    assert len(c.violations) == 1 and "nodes 1 and 2 cannot talk" in c.violations[0]
+    c.check_separated(5000, views, {(1, 2)}, 1000)
+    assert len(c.violations) == 1  # one finding per episode
+
+
+def test_separated_rule_needs_a_cut_different_rings_and_both_quorate() -> None:
+    c = _checker()
+    a, b = RingId(1, 9), RingId(2, 13)
+    for t in (0, 5000):
+        c.check_separated(t, {1: (a, True), 2: (b, True)}, set(), 1000)  # they can talk
+        c.check_separated(t, {1: (a, True), 2: (a, True)}, {(2, 1)}, 1000)  # same ring
+        c.check_separated(t, {1: (a, True), 2: (b, False)}, {(2, 1)}, 1000)  # one inquorate
+    assert c.violations == []
+    # the clock restarts when the condition breaks
+    c.check_separated(6000, {1: (a, True), 2: (b, True)}, {(2, 1)}, 1000)
+    c.check_separated(6900, {1: (a, True), 2: (b, True)}, {(2, 1)}, 1000)
+    assert c.violations == []

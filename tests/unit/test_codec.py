@@ -130,8 +130,10 @@ def test_wide_tuples_allow_1024_items() -> None:
 
 
 def test_golden_heartbeat() -> None:
-    msg = Heartbeat(sender=0x01020304, ring=RingId(1, 0x1122334455667788), state=1, seqno=9)
-    golden = bytes.fromhex("01 01 01020304 00000001 1122334455667788 01 00000009")
+    msg = Heartbeat(sender=0x01020304, ring=RingId(1, 0x1122334455667788), state=1, seqno=9,
+                    beat=0x0A0B, heard=(2, 7))
+    golden = bytes.fromhex("01 01 01020304 00000001 1122334455667788 01 00000009"
+                           " 0000000000000A0B 0002 00000002 00000007")
     assert encode(msg) == golden
     assert decode(golden) == msg
 

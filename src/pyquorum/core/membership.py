@@ -4,8 +4,17 @@ Theory of operation
 -------------------
 Every node sends a small HEARTBEAT to every configured node each
 ``heartbeat_interval`` (effective token / 4, Corosync's knet ping interval),
-carrying its ring id, its state and how many ordered messages it has delivered.
-Anything received from a node counts as hearing it.
+carrying its ring id, its state, how many ordered messages it has delivered and
+``heard``, the nodes it received anything from within the last token.
+
+Links work both ways or not at all, as knet's ping/pong makes them: a node whose
+newest heartbeat does not list us cannot hear us, so everything else it sends is
+dropped (counted ``unreachable``) and it falls silent for us; a one-way block is thus
+a partition of its two ends.  First contact, and a heartbeat that does not list us,
+are answered at once with a heartbeat to the sender (knet's pong), so a link comes
+up within a round trip.  Heartbeats carry the sender's clock (``beat``): one overtaken
+by a newer one changes nothing.  A link that was up and is lost (``_link_lost``) fails
+the peer at once in GATHER.  Anything else accepted from a node counts as hearing it.
 
 States and transitions (the whole machine; ``_enter_gather`` is the only way into
 GATHER and ``_install`` the only way out)::
@@ -18,16 +27,26 @@ GATHER and ``_install`` the only way out)::
     OPERATIONAL  heartbeat/JOIN from a node in another ring   GATHER (merge)
     OPERATIONAL  JOIN from a member of our ring               GATHER, merge its sets
     OPERATIONAL  JOIN/heartbeat of a member lagging in GATHER rep re-sends its INSTALL
-    GATHER       JOIN                                         merge proc/fail sets, re-send JOIN
-    GATHER       JOIN whose fail set holds us                 ignored (consensus timeout decides)
+    GATHER       JOIN                                         merge proc (and fail: see below),
+                                                              re-send JOIN
+    GATHER       JOIN whose fail set holds us, from a member  fail the sender (Corosync)
+                 of our last ring
+    GATHER       JOIN whose fail set holds us, from another   forget its JOIN (the consensus
+                 ring                                         timeout decides)
+    any          membership message within 2 x join after a   dropped (Corosync's pause_flush)
+                 stall of more than token / 2
     GATHER       every ``join`` ms                            re-send JOIN
     GATHER       silent node / consensus timeout              move it to the fail set
     GATHER       consensus, we are the lowest id              persist seq, send INSTALL, install
     any          INSTALL naming us, from our current ring     persist seq, install
 
 GATHER: a node's JOIN carries its candidate set ``proc`` and failed set ``fail``;
-receivers take unions (a node that finds itself in a sender's fail set ignores that
-JOIN: the sender forms a ring without it, and the two merge later). Consensus is
+receivers take the union of ``proc``, and of ``fail`` as Corosync's memb_join_process
+does: a member of our last ring speaks for any failure, a node from another ring only
+for the failure of nodes outside our last ring (so the two ends of a broken link
+cannot take turns in the ring).  A node that finds itself in a member's fail set fails
+that member (each side forms a ring without the other; they merge later if they can);
+in the JOIN of a node from another ring it only forgets that JOIN.  Consensus is
 reached when every node of ``proc - fail`` has sent a JOIN with exactly our sets.
 Nodes that do not agree within ``consensus`` ms, or that fall silent for a token,
 move to ``fail``.
@@ -197,6 +216,19 @@ class Membership:
         self._events: list[MembershipEvent] = []
         self._out: list[Outgoing] = []
         self._last_heard: dict[int, int] = {}
+        """When each node's last accepted message came (failure detection)."""
+        self._seen: dict[int, int] = {}
+        """When anything last came from each node (our heartbeats' ``heard``)."""
+        self._hears_us: dict[int, bool | None] = {}
+        """Whether each node's latest heartbeat listed us (the link works both ways);
+        None: not known (not heard for a token, or we were stalled)."""
+        self._link_lost: set[int] = set()
+        """Nodes we kept hearing that heard us, then sent a heartbeat without us (not
+        a link coming up, as at boot or after a partition)."""
+        self._pong_at: dict[int, int] = {}
+        self._flush_until = 0
+        self._beat: dict[int, int] = {}
+        """The ``beat`` of each node's newest heartbeat."""
         self._now = now_ms
         # gather
         self._proc: set[int] = set()
@@ -224,7 +256,8 @@ class Membership:
         self._next_heartbeat_at = now_ms
         self.stats: dict[str, int] = {"views": 0, "ignored": 0, "gathers": 0,
                                       "ordered_dropped": 0, "ordered_deferred": 0,
-                                      "oversized_joins": 0}
+                                      "oversized_joins": 0, "unreachable": 0,
+                                      "flushed": 0}
         # boot: a singleton ring, as Corosync forms first
         self._new_ring_as_rep(now_ms, {node_id: self._make_join()})
 
@@ -254,7 +287,10 @@ class Membership:
         removed = set(self.configured) - set(new)
         self.configured = new
         for n in removed:
-            self._last_heard.pop(n, None)
+            for d in (self._last_heard, self._seen, self._hears_us, self._pong_at,
+                      self._beat):
+                d.pop(n, None)
+            self._link_lost.discard(n)
         gone = removed & set(self.members if self.state is State.OPERATIONAL
                              else self._active())
         if not gone:
@@ -314,6 +350,40 @@ class Membership:
         sender = msg.sender
         if sender == self.node_id or sender not in self.configured:
             self.stats["ignored"] += 1
+            return
+        seen = self._seen.get(sender)
+        newly = seen is None or now_ms - seen > self.timing.token_ms
+        self._seen[sender] = now_ms
+        if now_ms < self._flush_until and isinstance(msg, Heartbeat | Join | Install | Leave):
+            self.stats["flushed"] += 1
+            return
+        if newly:
+            # a link coming up (boot, end of a partition): what we knew is stale
+            self._hears_us[sender] = None
+            self._link_lost.discard(sender)
+        hears = True
+        if isinstance(msg, Heartbeat):
+            hears = self.node_id in msg.heard
+            beat = self._beat.get(sender, -1)
+            # A heartbeat overtaken by a newer one says nothing new; of two sent in
+            # the same millisecond, the one that lists us was sent last.
+            if newly or msg.beat > beat or (msg.beat == beat and hears):
+                self._beat[sender] = msg.beat
+                if hears:
+                    self._link_lost.discard(sender)
+                elif self._hears_us.get(sender, False):
+                    self._link_lost.add(sender)  # it heard us, now it does not: lost
+                self._hears_us[sender] = hears
+        if (newly or not hears) and now_ms >= self._pong_at.get(sender, 0):
+            # knet's pong: tell the sender at once that we hear it, so a link comes
+            # up in one round trip instead of one heartbeat interval
+            self._pong_at[sender] = now_ms + self.timing.join_ms
+            self._out.append(Outgoing(self._heartbeat(), (sender,)))
+        if self._hears_us.get(sender) is False:
+            # Our traffic does not reach the sender: the link is down both ways, as
+            # knet marks it (a host without a working link is unreachable).  A
+            # one-way block thus acts as a partition of the two nodes.
+            self.stats["unreachable"] += 1
             return
         self._last_heard[sender] = now_ms
         if isinstance(msg, Heartbeat):
@@ -383,12 +453,18 @@ class Membership:
         if x in self._fail:
             return
         if self.node_id in j.fail:
-            # x has given up on us: it forms a ring without us, which we will merge
-            # with later.  Its older JOIN no longer speaks for it: forget it, so x
-            # counts as not agreeing and the consensus timeout fails it (with a stale
-            # agreeing JOIN kept, a one-way link x <- us left us in GATHER for good).
-            if self._joins.pop(x, None) is not None:
-                self._check_consensus(now_ms)
+            # x has given up on us: it forms a ring without us.  Its older JOIN no
+            # longer speaks for it (kept, a one-way link x <- us left us in GATHER
+            # for good).  A member of our last ring that gave up on us is given up
+            # on at once (Corosync's memb_join_process), so we do not sit in GATHER,
+            # still quorate in the old ring, while x's side installs a ring without
+            # us.  A node from another ring is only forgotten: the consensus timeout
+            # decides, and the two rings merge later.
+            self._joins.pop(x, None)
+            if x in self.members and self._fail_nodes({x}):
+                self._consensus_at = now_ms + self.timing.consensus_ms
+                self._broadcast_join(now_ms)
+            self._check_consensus(now_ms)
             return
         if (len(j.log) > LOG_TAIL or len(j.infos) > MAX_JOIN_INFOS
                 or len(self._proc | self._fail | set(j.proc) | set(j.fail) | {x}) > MAX_NODES):
@@ -396,9 +472,16 @@ class Membership:
             return
         before = (len(self._proc), len(self._fail))
         self._proc |= set(j.proc) | {x}
-        self._fail |= set(j.fail) - {self.node_id}
-        changed = before != (len(self._proc), len(self._fail))
+        self._fail |= self._deaf(self._proc)
+        # Only a member of our last ring speaks for the failure of a member (as
+        # Corosync's my_memb_list rule in memb_join_process).  A node from another
+        # ring, e.g. one whose link to a member is down, cannot make us drop a member
+        # we hear: otherwise the two ends of a broken link take turns in the ring,
+        # each quorate in a ring the other just left.  Its word on other outsiders
+        # is taken, so merging rings agree on their fail sets.
+        self._fail |= set(j.fail) if x in self.members else set(j.fail) - set(self.members)
         self._joins[x] = j
+        changed = before != (len(self._proc), len(self._fail))
         if changed:
             self._consensus_at = now_ms + self.timing.consensus_ms
             self._broadcast_join(now_ms)
@@ -428,6 +511,7 @@ class Membership:
             self._broadcast_join(now_ms)
             self._check_consensus(now_ms)
         self._last_heard.pop(x, None)
+        self._seen.pop(x, None)
 
     def _on_request(self, req: OrderedRequest) -> None:
         if (
@@ -488,7 +572,7 @@ class Membership:
         self.state = State.GATHER
         self.stats["gathers"] += 1
         self._proc = set(self.members) | set(extra) | {self.node_id}
-        self._fail = set(fail) - {self.node_id}
+        self._fail = (set(fail) | self._deaf(self._proc)) - {self.node_id}
         self._joins = {}
         self._consensus_at = now_ms + self.timing.consensus_ms
         # A merge waits one join interval for the other rings' nodes to show up, so
@@ -660,6 +744,16 @@ class Membership:
             # its membership messages after a detected pause for the same reason).
             for n in self._last_heard:
                 self._last_heard[n] = now_ms
+            for n in self._seen:
+                self._seen[n] = now_ms
+            # ... and, like Corosync's pause_flush, drop the membership messages
+            # queued while we were stalled (a JOIN that failed us during the pause
+            # must not make us fail its sender now); links come up again from
+            # heartbeats sent after the flush
+            self._flush_until = now_ms + 2 * self.timing.join_ms
+            for n in self._hears_us:
+                self._hears_us[n] = None
+            self._link_lost.clear()
         self._now = now_ms
 
     def _heard(self, node: int) -> int | None:
@@ -670,18 +764,31 @@ class Membership:
             return max(last if last is not None else 0, self._gather_start)
         return last
 
+    def _deaf(self, nodes: Iterable[int]) -> set[int]:
+        """Nodes that heard us and whose latest heartbeat says they no longer do."""
+        return set(nodes) & self._link_lost
+
     def _silent(self, nodes: Iterable[int], now_ms: int) -> set[int]:
+        """Nodes to fail: nothing accepted from them for a token, or, in GATHER, their
+        heartbeat says they do not hear us (they cannot agree with us)."""
         token = self.timing.token_ms
+        gather = self.state is State.GATHER
         return {
             n for n in nodes
-            if n != self.node_id and (h := self._heard(n)) is not None and now_ms - h > token
+            if n != self.node_id and (
+                ((h := self._heard(n)) is not None and now_ms - h > token)
+                or (gather and n in self._link_lost))
         }
 
-    def _send_heartbeat(self) -> None:
+    def _heartbeat(self) -> Heartbeat:
         state = MemberState.OPERATIONAL if self.state is State.OPERATIONAL else MemberState.GATHER
         seqno = self._rep_seqno if self.ring.rep == self.node_id else self._delivered
-        hb = Heartbeat(self.node_id, self.ring, state, seqno)
-        self._out.append(Outgoing(hb, self._others_configured()))
+        token = self.timing.token_ms
+        heard = tuple(sorted(n for n, t in self._seen.items() if self._now - t <= token))
+        return Heartbeat(self.node_id, self.ring, state, seqno, self._now, heard)
+
+    def _send_heartbeat(self) -> None:
+        self._out.append(Outgoing(self._heartbeat(), self._others_configured()))
 
     def _others(self) -> tuple[int, ...]:
         return tuple(m for m in self.members if m != self.node_id)

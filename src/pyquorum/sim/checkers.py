@@ -1,5 +1,9 @@
 """Safety checkers run after every simulation step (requirements R1, R2, R3, R7).
 
+R7 is checked two ways: no two quorate views with disjoint members at any instant, and,
+node pair by node pair, no two nodes that cannot talk (a partition or one-way block
+between them) quorate in different rings for longer than token + consensus.
+
 The quorum reference here is deliberately independent of ``core.votequorum``: for a
 plain configuration (no two_node, LMS, ATB, downscale, EVT or runtime changes) a node
 is quorate exactly when its view holds a strict majority of the nodelist's votes
@@ -43,6 +47,8 @@ class SafetyChecker:
     """Set when a scenario changes expected votes or votes (R7 then allows more)."""
     _votes: dict[int, int] = field(init=False)
     _total: int = field(init=False)
+    _separated_since: dict[tuple[int, int], int] = field(default_factory=dict)
+    _separated_flagged: set[tuple[int, int]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._votes = {n.nodeid: n.quorum_votes for n in self.config.nodes}
@@ -93,6 +99,33 @@ class SafetyChecker:
                 if ra != rb and not set(ma) & set(mb):
                     self._fail(t_ms, f"R7 split brain: node {a} quorate in {ra} {list(ma)}, "
                                      f"node {b} quorate in {rb} {list(mb)}")
+
+    def check_separated(self, t_ms: int, views: dict[int, tuple[RingId, bool]],
+                        blocked: set[tuple[int, int]], grace_ms: int) -> None:
+        """R7 per node pair (the chaos checker's rule): two nodes that cannot exchange
+        messages both ways (any direction blocked) must not both stay quorate in
+        different rings for longer than ``grace_ms`` (token + consensus: the time a
+        correct node needs to notice it lost its peers and agree on a new view)."""
+        if not self.reference_applies():
+            return
+        active: set[tuple[int, int]] = set()
+        items = sorted(views.items())
+        for i, (a, (ra, qa)) in enumerate(items):
+            for b, (rb, qb) in items[i + 1:]:
+                if qa and qb and ra != rb and ((a, b) in blocked or (b, a) in blocked):
+                    active.add((a, b))
+        for pair in list(self._separated_since):
+            if pair not in active:
+                del self._separated_since[pair]
+        for pair in active:
+            since = self._separated_since.setdefault(pair, t_ms)
+            if t_ms - since > grace_ms and pair not in self._separated_flagged:
+                self._separated_flagged.add(pair)
+                self._fail(t_ms, f"R7 split brain: nodes {pair[0]} and {pair[1]} cannot talk "
+                                 f"and both stayed quorate in different rings since "
+                                 f"t={since}ms (more than {grace_ms} ms)")
+            elif t_ms - since <= grace_ms:
+                self._separated_flagged.discard(pair)
 
     def _fail(self, t_ms: int, text: str) -> None:
         self.violations.append(f"t={t_ms}ms {text}")

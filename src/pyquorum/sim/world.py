@@ -35,6 +35,8 @@ from pyquorum.sim.network import Network, NetworkFaults
 from pyquorum.types import RingId
 
 DOWN, UP, PAUSED = "down", "up", "paused"
+SEPARATION_CHECK_MS = 20
+"""How often (virtual ms) the per-pair split-brain rule is evaluated."""
 
 
 @dataclass(slots=True)
@@ -81,6 +83,9 @@ class Simulator:
         self.events_processed = 0
         self._heap: list[tuple[int, int, str, Any]] = []
         self._counter = 0
+        self._next_separation_check = start_ms
+        timing = config.timing()
+        self._separation_grace_ms = timing.token_ms + timing.consensus_ms
         self._driver: list[dict[str, Any]] = []
         self.driver("up", n=len(self.nodes))
 
@@ -244,6 +249,9 @@ class Simulator:
     def step(self) -> None:
         """Process the next event."""
         t, _, kind, data = heapq.heappop(self._heap)
+        if t >= self._next_separation_check:
+            self._check_separated()  # the state up to t (nothing changed since)
+            self._next_separation_check = t + SEPARATION_CHECK_MS
         self.now_ms = max(self.now_ms, t)
         self.events_processed += 1
         if kind == "deliver":
@@ -363,6 +371,15 @@ class Simulator:
         deadline = engine.get_timer()
         if deadline is not None:
             self._push(max(deadline, self.now_ms), "timer", (node.node_id, node.timer_gen))
+
+    def _check_separated(self) -> None:
+        views = {
+            n: (e.ring, e.quorate)
+            for n, s in self.nodes.items()
+            if (e := s.engine) is not None and s.status == UP
+        }
+        self.checker.check_separated(self.now_ms, views, self.network.blocked,
+                                     self._separation_grace_ms)
 
     def _check_split_brain(self) -> None:
         views = {

@@ -162,12 +162,18 @@ class Heartbeat:
     Carries the sender's ring, its membership state and ``seqno``, the number of
     ordered messages it has delivered (the representative: sequenced) in that ring,
     so a member that lost the tail of the sequence notices and asks again.
+    ``heard`` lists the nodes the sender received anything from within the last
+    token: a receiver not in it knows that its traffic does not reach the sender
+    (knet's ping/pong link state: a link is up only both ways).  ``beat`` is the
+    sender's monotonic clock (ms), so a heartbeat overtaken by a newer one is known.
     """
 
     sender: U32
     ring: RingId
     state: U8
     seqno: U32
+    beat: U64 = 0
+    heard: tuple[U32, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
