@@ -72,3 +72,31 @@ def test_a_persistent_one_way_block_leaves_one_end_out_and_the_rest_quorate(
     assert sim.run_until_true(lambda: sim.converged([1, 2, 3, 4, 5]), bound)
     assert all(sim.quorate(n) for n in range(1, 6))
     assert sim.checker.violations == []
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_node_cut_off_during_a_gather_goes_alone_as_soon_as_the_others_regroup(
+        seed: int) -> None:
+    """Found by the coef-650 campaign (docs/results/chaos-500.md): the majority had just
+    entered a merge gather when node 3 was cut off; node 3 entered GATHER (on the silence
+    of the first member) and restarted the silence clock of the other members, so it
+    stayed in GATHER, quorate in its old ring, a token longer than the others took to
+    form their ring, and after the heal two consensus timeouts more."""
+    sim = Simulator(cluster_config(["5", "token", "1000"]), seed=seed)
+    nodes = [1, 2, 3, 4, 5]
+    for n in nodes:
+        sim.start(n)
+    assert sim.run_until_true(lambda: sim.converged(), 30_000)
+    sim.network.split([[5], [1, 2, 3, 4]], nodes)
+    assert sim.run_until_true(lambda: sim.view(3) == (1, 2, 3, 4), 30_000)
+    sim.run_for(2000)
+    sim.network.split([[1, 2, 4, 5], [3]], nodes)  # 5 comes back as 3 goes
+    timing = sim.config.timing()
+    t0 = sim.now_ms
+    assert sim.run_until_true(lambda: sim.view(1) == (1, 2, 4, 5), 30_000)
+    formed = sim.now_ms - t0
+    assert sim.run_until_true(lambda: not sim.quorate(3), timing.token_ms)
+    assert sim.now_ms - t0 <= formed + timing.join_ms  # not a token later
+    sim.network.heal()
+    assert sim.run_until_true(lambda: sim.converged(nodes), 2 * timing.token_ms)
+    assert sim.checker.violations == []

@@ -757,10 +757,14 @@ class Membership:
         self._now = now_ms
 
     def _heard(self, node: int) -> int | None:
-        """When ``node`` was last heard; in GATHER, not before the gather began (a node
-        we had not heard for a while before it, e.g. across a partition, gets a token)."""
+        """When ``node`` was last heard.  In GATHER, a node from outside our last ring
+        is not measured from before the gather began (one we had not heard for a while,
+        e.g. across a partition, gets a token); a member of our last ring, watched all
+        along, keeps its real silence (a gather must not restart the clock of members
+        that a partition has just cut off, or an isolated node stays in GATHER, quorate
+        in its old ring, for up to a token longer)."""
         last = self._last_heard.get(node)
-        if self.state is State.GATHER:
+        if self.state is State.GATHER and (last is None or node not in self.members):
             return max(last if last is not None else 0, self._gather_start)
         return last
 
