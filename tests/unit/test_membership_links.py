@@ -209,3 +209,31 @@ def test_membership_messages_queued_during_a_stall_are_flushed() -> None:
     after = resumed + 2 * TIMING.join_ms
     m1.receive(hb(2, ring, after, (1, 3)), after)  # after the flush: taken
     assert m1._hears_us[2] is True and m1.stats["flushed"] == 2
+
+
+def test_a_member_that_missed_our_install_gets_it_again_unless_it_gave_up_on_us() -> None:
+    net = Net((1, 2, 3))
+    net.form()
+    m1 = net.nodes[1]
+    ring, prev = m1.ring, m1._member_prev[2]
+    lagging = Join(2, prev, m1.max_seq, (1, 2, 3), (), (), 0, ())
+    m1.receive(lagging, net.now)  # node 2 only lost the INSTALL: no new gather
+    assert m1.state is mb.State.OPERATIONAL and m1.ring == ring
+    gave_up = Join(2, prev, m1.max_seq, (1, 2, 3), (3,), (), 0, ())
+    m1.receive(gave_up, net.now)  # node 2 will refuse our ring: gather again
+    assert m1.state is mb.State.GATHER
+    assert 3 in m1._fail  # node 2 is a member: its word on node 3 counts
+
+
+def test_an_outsider_that_wants_one_of_our_members_out_does_not_make_us_regroup() -> None:
+    m1 = mb.Membership(1, (1, 2, 3, 4), TIMING, 0, (), 0)
+    m2 = mb.Membership(2, (1, 2, 3, 4), TIMING, 0, (), 0)
+    net = Net((1, 2))
+    net.nodes = {1: m1, 2: m2}
+    net.form()
+    ring, ignored = m1.ring, m1.stats["ignored"]
+    m1.receive(Join(3, RingId(3, 5), 5, (1, 2, 3), (2,), (), 0, ()), net.now)
+    assert m1.state is mb.State.OPERATIONAL and m1.ring == ring  # no churn for nothing
+    assert m1.stats["ignored"] == ignored + 1
+    m1.receive(Join(3, RingId(3, 5), 5, (1, 2, 3, 4), (4,), (), 0, ()), net.now)
+    assert m1.state is mb.State.GATHER  # control: a merge that can succeed

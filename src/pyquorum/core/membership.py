@@ -26,7 +26,11 @@ GATHER and ``_install`` the only way out)::
     OPERATIONAL  LEAVE from a member                          GATHER, fail={sender}
     OPERATIONAL  heartbeat/JOIN from a node in another ring   GATHER (merge)
     OPERATIONAL  JOIN from a member of our ring               GATHER, merge its sets
-    OPERATIONAL  JOIN/heartbeat of a member lagging in GATHER rep re-sends its INSTALL
+    OPERATIONAL  JOIN/heartbeat of a member lagging in GATHER rep re-sends its INSTALL (a JOIN
+                                                              that gives up on one of our
+                                                              members: GATHER instead)
+    OPERATIONAL  JOIN from another ring giving up on one of   ignored (we would not drop our
+                 our members                                  member on its word)
     GATHER       JOIN                                         merge proc (and fail: see below),
                                                               re-send JOIN
     GATHER       JOIN whose fail set holds us, from a member  fail the sender (Corosync)
@@ -446,8 +450,15 @@ class Membership:
     def _on_join(self, j: Join, now_ms: int) -> None:
         x = j.sender
         if self.state is State.OPERATIONAL:
-            if x in self.members and j.ring == self._member_prev.get(x):
-                self._resend_install(x, j.ring)
+            gave_up = set(j.fail) & set(self.members)
+            if x in self.members and j.ring == self._member_prev.get(x) and not gave_up:
+                self._resend_install(x, j.ring)  # x only missed our INSTALL
+                return
+            if x not in self.members and gave_up:
+                # x wants a ring without some of our members; we would not drop them
+                # on an outsider's word (below), so a merge cannot succeed until x
+                # gives up its gather: do not re-form our ring for it
+                self.stats["ignored"] += 1
                 return
             self._enter_gather(now_ms, f"join from node {x}", extra={x})
         if x in self._fail:
