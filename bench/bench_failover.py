@@ -69,7 +69,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -97,13 +96,7 @@ class BenchError(RuntimeError):
     """A repetition could not be completed (a timeout or a harness failure)."""
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(f"stopped by signal {signum}")  # the finally blocks clean up
-
-
-def install_sigterm() -> None:
-    """SIGTERM raises SystemExit, so every ``finally`` (cleanup) runs."""
-    signal.signal(signal.SIGTERM, _terminate)
+install_sigterm = benchcommon.install_sigterm
 
 
 def token_ms_of(spec: str) -> int:

@@ -461,16 +461,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(f"stopped by signal {signum}")  # cleanup runs in the finally blocks
-
-
 def parse_counts(text: str) -> list[int]:
     """``"1,10,100"`` -> ``[1, 10, 100]`` (each 1..250: the daemon serves 256 clients)."""
-    counts = [int(x) for x in text.split(",") if x.strip()]
-    if not counts or any(not 1 <= n <= 250 for n in counts):
-        raise argparse.ArgumentTypeError(f"bad client counts {text!r} (each 1..250)")
-    return counts
+    return benchcommon.int_list(text, 1, 250, "client counts")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -501,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.changes = QUICK_CHANGES if args.quick else DEFAULT_CHANGES
     if args.changes < 1 or args.warmup < 0 or args.procs < 1:
         p.error("--changes and --procs must be positive, --warmup not negative")
-    signal.signal(signal.SIGTERM, _terminate)
+    benchcommon.install_sigterm()
 
     rows = run(args)
     print(benchcommon.table(

@@ -54,7 +54,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import IO, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -413,16 +412,9 @@ def run_size(n: int, reps: int, idle_s: float, token_ms: int | None,
     return row
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(f"stopped by signal {signum}")  # cleanup runs in the finally blocks
-
-
 def parse_sizes(text: str) -> list[int]:
     """``"8,16,32"`` -> ``[8, 16, 32]`` (each 2..64)."""
-    sizes = [int(x) for x in text.split(",") if x.strip()]
-    if not sizes or any(not 2 <= n <= 64 for n in sizes):
-        raise argparse.ArgumentTypeError(f"bad --sizes {text!r} (each 2..64)")
-    return sizes
+    return benchcommon.int_list(text, 2, 64, "--sizes")
 
 
 def _verdict(ok: bool | None) -> str:
@@ -451,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reps = args.reps if args.reps is not None else (1 if args.quick else 3)
     if reps < 1 or idle < 0 or args.form_timeout <= 0:
         p.error("--reps must be >= 1, --idle >= 0, --form-timeout > 0")
-    signal.signal(signal.SIGTERM, _terminate)
+    benchcommon.install_sigterm()
 
     rows = [run_size(n, reps, idle, args.token, args.form_timeout) for n in sizes]
 

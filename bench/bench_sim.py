@@ -130,10 +130,7 @@ def result_row(r: SizeResult) -> dict[str, Any]:
 
 def parse_sizes(text: str) -> list[int]:
     """``"5,32"`` -> ``[5, 32]`` (each at least 2)."""
-    sizes = [int(x) for x in text.split(",") if x.strip()]
-    if not sizes or any(n < 2 for n in sizes):
-        raise argparse.ArgumentTypeError(f"bad --sizes {text!r}: need node counts >= 2")
-    return sizes
+    return benchcommon.int_list(text, 2, 256, "--sizes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

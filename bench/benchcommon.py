@@ -8,15 +8,18 @@ milliseconds, the key names the unit) and the raw samples themselves.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -115,3 +118,23 @@ def _fmt(c: Any) -> str:
     if isinstance(c, float):
         return f"{c:.3f}"
     return "-" if c is None else str(c)
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(f"stopped by signal {signum}")  # the finally blocks clean up
+
+
+def install_sigterm() -> None:
+    """SIGTERM raises SystemExit, so every ``finally`` (cleanup) runs."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def int_list(text: str, lo: int, hi: int, what: str) -> list[int]:
+    """``"8,16,32"`` -> ``[8, 16, 32]``, each in ``lo..hi`` (an argparse type)."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not lo <= n <= hi for n in values):
+        raise argparse.ArgumentTypeError(f"bad {what} {text!r} (each {lo}..{hi})")
+    return values
