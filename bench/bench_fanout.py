@@ -125,16 +125,6 @@ def time_limit(seconds: float, what: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, old)
 
 
-def cpu_ticks(pid: int) -> int | None:
-    """utime + stime of ``pid`` in clock ticks (None if it is gone)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
-
-
 # ---------------------------------------------------------------------------- worker
 def worker_main(run_dir: str, count: int, base: int, max_s: float) -> int:
     """A client process: ``count`` tracking clients; writes ``ready`` once every
@@ -390,7 +380,7 @@ def measure(trigger: Trigger, daemon_pid: int, run_dir: str, clients: int, procs
         pool.start()
         for i in range(warmup + changes):
             if i == warmup:
-                cpu0 = cpu_ticks(daemon_pid)
+                cpu0 = benchcommon.cpu_ticks(daemon_pid)
             target = not quorate
             t0 = time.monotonic()
             trigger.flip(target)
@@ -400,7 +390,7 @@ def measure(trigger: Trigger, daemon_pid: int, run_dir: str, clients: int, procs
             if i >= warmup:
                 measured.append(Change(target, [(t - t0) * 1000.0 for t in got.values()],
                                        (t_reply - t0) * 1000.0, extra))
-        cpu1 = cpu_ticks(daemon_pid)
+        cpu1 = benchcommon.cpu_ticks(daemon_pid)
     finally:
         pool.close()
     cpu_ms = None

@@ -83,16 +83,6 @@ class BenchError(Exception):
 
 
 # ---------------------------------------------------------------------------- /proc
-def cpu_ticks(pid: int) -> int | None:
-    """utime + stime of ``pid`` in clock ticks (None if it is gone)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
-
-
 def memory_mib(pid: int) -> tuple[float | None, float | None]:
     """(VmRSS, VmHWM) of ``pid`` in MiB."""
     rss = hwm = None
@@ -293,7 +283,7 @@ class ClusterRun:
     def idle(self, seconds: float, ring: RingId, marks: list[int]) -> dict[str, Any]:
         """Do nothing for ``seconds``; the idle measurements."""
         pids = {n: p.pid for n, p in self.procs.items()}
-        c0 = {n: cpu_ticks(pid) for n, pid in pids.items()}
+        c0 = {n: benchcommon.cpu_ticks(pid) for n, pid in pids.items()}
         t0 = time.monotonic()
         deadline = t0 + seconds
         with self.cond:
@@ -302,7 +292,7 @@ class ClusterRun:
                 self.cond.wait(remaining)  # woken by callbacks: they are only counted
             self._check()
         t1 = time.monotonic()
-        c1 = {n: cpu_ticks(pid) for n, pid in pids.items()}
+        c1 = {n: benchcommon.cpu_ticks(pid) for n, pid in pids.items()}
         mem = {n: memory_mib(pid) for n, pid in pids.items()}
         tck = os.sysconf("SC_CLK_TCK")
         cpu_pct: list[float | None] = []

@@ -138,3 +138,13 @@ def int_list(text: str, lo: int, hi: int, what: str) -> list[int]:
     if not values or any(not lo <= n <= hi for n in values):
         raise argparse.ArgumentTypeError(f"bad {what} {text!r} (each {lo}..{hi})")
     return values
+
+
+def cpu_ticks(pid: int) -> int | None:
+    """utime + stime of ``pid`` in clock ticks (None if it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)

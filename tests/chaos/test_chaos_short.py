@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chaoscampaign import CampaignConfig, run_campaign, summary_table
@@ -29,6 +30,15 @@ from chaosnet import ChaosCluster, environment_problem
 pytestmark = pytest.mark.chaos
 
 SEED = int(os.environ.get("PYQUORUM_CHAOS_SEED", "20261122"))
+
+
+def _heal_and_check(c: ChaosCluster) -> dict[str, Any]:
+    """Remove every fault, wait for the merge, and run the checker on the run so far."""
+    c.net.clear()
+    c.apply_net("heal")
+    c.wait_for(c.converged, 20.0, "the merge after the heal")
+    c.record("end")
+    return check_dir(c.dir, c.nodes, c.effective_token_ms, c.consensus_ms)
 
 
 def test_short_campaign_has_no_violation(tmp_path: Path) -> None:
@@ -82,11 +92,7 @@ def test_a_real_split_brain_is_caught(tmp_path: Path) -> None:
         # The fault's duration (pacing, not synchronisation): the split must outlast
         # the grace to count.
         time.sleep((c.effective_token_ms + c.consensus_ms + 1500) / 1000)
-        c.net.clear()
-        c.apply_net("heal")
-        c.wait_for(c.converged, 20.0, "the merge after the heal")
-        c.record("end")
-        report = check_dir(c.dir, c.nodes, c.effective_token_ms, c.consensus_ms)
+        report = _heal_and_check(c)
     finally:
         leftovers = c.close()
     assert leftovers == []
@@ -122,11 +128,7 @@ def test_one_way_block_leaves_no_stale_quorate_node(tmp_path: Path) -> None:
                    20.0, "nodes 1, 2, 3, 5 to exclude node 4")
         # The fault's duration (pacing, not synchronisation): twice the grace.
         time.sleep(2 * (c.effective_token_ms + c.consensus_ms + 500) / 1000)
-        c.net.clear()
-        c.apply_net("heal")
-        c.wait_for(c.converged, 20.0, "the merge after the heal")
-        c.record("end")
-        report = check_dir(c.dir, c.nodes, c.effective_token_ms, c.consensus_ms)
+        report = _heal_and_check(c)
     finally:
         leftovers = c.close()
     assert leftovers == []

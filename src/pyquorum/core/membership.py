@@ -784,8 +784,8 @@ class Membership:
         return set(nodes) & self._link_lost
 
     def _silent(self, nodes: Iterable[int], now_ms: int) -> set[int]:
-        """Nodes to fail: nothing accepted from them for a token, or, in GATHER, their
-        heartbeat says they do not hear us (they cannot agree with us)."""
+        """Nodes to fail: nothing accepted from them for a token, or, in GATHER, a link
+        that was up and is lost (``_link_lost``: they cannot agree with us)."""
         token = self.timing.token_ms
         gather = self.state is State.GATHER
         return {
