@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 
 from harness import LocalCluster, RawIpcClient, wait_until
@@ -185,3 +186,25 @@ def test_a_reload_gets_the_runtime_fallback_where_startup_would_refuse(
     r = c.start(2, wait_ready=False)
     assert r.wait(timeout=WAIT_S) == 1  # the same file is refused at start-up
     assert "last_man_standing" in c.stderr(2)
+
+
+def test_cmap_stamps_when_the_quorate_bit_last_changed(
+        local_cluster: Callable[..., LocalCluster]) -> None:
+    """``runtime.pyquorum.quorate_changed_ns`` (CLOCK_MONOTONIC, the fan-out benchmark's
+    origin): set when the cluster became quorate, moved when it loses quorum, and not
+    moved by a change that leaves the bit alone."""
+    key = "runtime.pyquorum.quorate_changed_ns"
+    c = started(local_cluster)
+
+    def stamp() -> int:
+        return int(c.cmap(1, key)[key])
+
+    formed = stamp()
+    assert 0 < formed < time.monotonic_ns()
+    c.kill(3)  # 2 of 3 votes: still quorate, the bit does not change
+    wait_values(c, [1, 2], (3, 2, 2, True))
+    assert stamp() == formed
+    before = time.monotonic_ns()
+    c.kill(2)
+    wait_values(c, [1], (3, 1, 2, False))
+    assert before < stamp() < time.monotonic_ns()

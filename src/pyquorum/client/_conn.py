@@ -139,6 +139,7 @@ class Connection:
         self._pending: deque[object] = deque(pending)
         self._request_lock = threading.Lock()
         self._event_lock = threading.Lock()
+        self._locked_poller: select.poll | None = None
         self._state_lock = threading.Lock()
         self._dead = False
         self._closed = False
@@ -343,17 +344,25 @@ class Connection:
         """
         if self._events is None:
             return EventStatus.DISCONNECTED
-        poller = select.poll()
-        poller.register(self._event_fd, _POLL_IN)
+        poller: select.poll | None = None
         while True:
-            status = self._wait(poller, -1 if block else 0)
-            if status is not None:
-                if status is EventStatus.NOTHING and block:
+            if block:  # wait outside the lock, with a poller of this call's own
+                if poller is None:
+                    poller = select.poll()
+                    poller.register(self._event_fd, _POLL_IN)
+                status = self._wait(poller, -1)
+                if status is EventStatus.NOTHING:
                     continue
-                return status
+                if status is not None:
+                    return status
             with self._event_lock:
-                # Another dispatcher may have taken the event meanwhile: look again.
-                status = self._wait(poller, 0)
+                # Another dispatcher may have taken the event meanwhile: look again
+                # (with the connection's poller, only ever used under this lock).
+                locked = self._locked_poller
+                if locked is None:
+                    locked = self._locked_poller = select.poll()
+                    locked.register(self._event_fd, _POLL_IN)
+                status = self._wait(locked, 0)
                 if status is None:
                     return self._read_frame()
             if status is EventStatus.NOTHING and block:

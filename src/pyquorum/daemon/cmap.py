@@ -7,7 +7,9 @@ Keys, all values as text:
 * ``nodelist.node.<i>.{nodeid,name,ring0_addr,port,quorum_votes}`` (i in file order,
   port and votes effective);
 * ``runtime.votequorum.*`` (with a provider), ``runtime.config.totem.*`` (effective
-  timing for this nodelist), ``runtime.pyquorum.{node_id,ring_id,members,quorate}``;
+  timing for this nodelist), ``runtime.pyquorum.{node_id,ring_id,members,quorate}``,
+  ``runtime.pyquorum.quorate_changed_ns`` (added by the driver: CLOCK_MONOTONIC of the
+  last change of the quorate bit, 0 if none yet);
 * ``runtime.pyquorum.stats.*``: the engine's counters, datagrams rejected per reason,
   membership counters, and the transport, IPC and daemon counters.
 """

@@ -122,6 +122,11 @@ class Daemon:
         self._configured_keys = setup.configured_keys
         self.stats: dict[str, int] = {"stalls": 0, "state_writes": 0, "signals": 0,
                                       "reloads": 0, "reload_errors": 0}
+        self._quorate_seen: bool | None = None
+        self.quorate_changed_ns = 0
+        """CLOCK_MONOTONIC (ns) when this node's quorate bit last changed, taken as the
+        daemon starts delivering the events of the input that changed it, before any
+        callback is written (cmap ``runtime.pyquorum.quorate_changed_ns``; 0: never)."""
 
     # ------------------------------------------------------------ running
     def run(self) -> int:
@@ -253,18 +258,28 @@ class Daemon:
         if self._failed or self._engine is None:
             return
         engine = self._engine
+        self._note_quorate()
         try:
             while (ev := engine.next_event()) is not None:
                 self._on_engine_event(ev)
         except StorageError as exc:
             self._fatal(f"{exc}; refusing to go on without durable state")
             return
+        self._note_quorate()
         for data, dest in engine.datagrams_to_send(self._now()):
             self._transport.send(data, dest)
         if self._left is not None and engine.left:
             self._left.set()
         self._arm()
         self._signal_ready()
+
+    def _note_quorate(self) -> None:
+        """Stamp ``quorate_changed_ns`` if the quorate bit changed since last seen."""
+        quorate = self.engine.quorate
+        if quorate != self._quorate_seen:
+            if self._quorate_seen is not None:
+                self.quorate_changed_ns = time.monotonic_ns()
+            self._quorate_seen = quorate
 
     def _on_engine_event(self, ev: EngineEvent) -> None:
         if isinstance(ev, PersistState):
@@ -275,6 +290,7 @@ class Daemon:
             self._ipc.on_replied(ev)
         elif isinstance(ev, Notified):
             assert self._ipc is not None
+            self._note_quorate()  # a reload changes it while its events are drained
             self._ipc.on_notified(ev.conn, ev.notification)
         elif isinstance(ev, LogRecord):
             self.log.log(ev.level, ev.subsys, ev.message)
@@ -439,6 +455,7 @@ class Daemon:
         view = cmap_view(self.config, self._configured_keys, self.engine,
                          (self._transport.stats, self._ipc.stats,
                           {**self.stats, "ipc_clients": self._ipc.client_count}))
+        view["runtime.pyquorum.quorate_changed_ns"] = str(self.quorate_changed_ns)
         return select(view, prefix)
 
     def test_block(self, nodeids: tuple[int, ...]) -> None:

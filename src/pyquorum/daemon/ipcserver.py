@@ -289,6 +289,9 @@ class IpcServer:
         self._clients: dict[int, _Client] = {}
         self._dirty: dict[int, _Client] = {}
         self._flush_scheduled = False
+        self._event_frames: dict[proto.Notification, bytes | None] = {}
+        """Encoded event frames of this loop iteration's notifications: a change goes
+        to every tracker as equal notifications, encoded once (cleared at each flush)."""
         self._runq: deque[_Client] = deque()
         self._run_scheduled = False
         self._next_conn = 1
@@ -416,7 +419,12 @@ class IpcServer:
         client = self._clients.get(conn)
         if client is None or client.dead or client.ev_sock is None:
             return
-        frame = self._encode(proto.event_for(note), client)
+        try:
+            frame = self._event_frames[note]
+        except KeyError:
+            frame = self._event_frames[note] = self._encode(proto.event_for(note), client)
+        except TypeError:  # an unhashable field (a list): encode it on its own
+            frame = self._encode(proto.event_for(note), client)
         if frame is None:
             return
         client.ev_out += frame
@@ -429,7 +437,12 @@ class IpcServer:
                               "disconnecting it")
             self._kill(client)
             return
-        self._mark_dirty(client)
+        if not client.ev_writing and self._loop is not None:
+            # Written at once, not coalesced: a change goes to many trackers, and the
+            # first ones should not wait until the last one's event is queued.
+            self._write_events(client)
+        else:
+            self._mark_dirty(client)
 
     # ------------------------------------------------------------ accept / hello
     def _on_accept(self) -> None:
@@ -788,8 +801,9 @@ class IpcServer:
         self._unthrottle_later(client)
 
     def _mark_dirty(self, client: _Client) -> None:
-        """Coalesce writes: everything queued during this loop iteration (a whole batch of
-        pipelined requests, all the events of a view change) leaves in one send."""
+        """Coalesce writes: everything queued during this loop iteration (the answers to
+        a whole batch of pipelined requests) leaves in one send.  Events are written at
+        once by ``on_notified`` unless the event channel is already backed up."""
         if client.dead:
             return
         self._dirty[client.conn_id] = client
@@ -799,6 +813,7 @@ class IpcServer:
 
     def _flush_dirty(self) -> None:
         self._flush_scheduled = False
+        self._event_frames.clear()
         dirty, self._dirty = self._dirty, {}
         for client in dirty.values():
             if client.dead:
