@@ -750,6 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; the exit status."""
     args = parse_args(argv)
     install_sigterm()
+    benchcommon.precompile_pyquorum()
     out = args.json or str(benchcommon.RESULTS_DIR
                            / ("failover-quick.json" if args.quick else "failover.json"))
     systems, skipped = check_systems(args.system_list)

@@ -516,6 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.changes < 1 or args.warmup < 0 or args.procs < 1:
         p.error("--changes and --procs must be positive, --warmup not negative")
     benchcommon.install_sigterm()
+    benchcommon.precompile_pyquorum()
 
     rows = run(args)
     print(benchcommon.table(

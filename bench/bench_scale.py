@@ -434,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reps < 1 or idle < 0 or args.form_timeout <= 0:
         p.error("--reps must be >= 1, --idle >= 0, --form-timeout > 0")
     benchcommon.install_sigterm()
+    benchcommon.precompile_pyquorum()
 
     rows = [run_size(n, reps, idle, args.token, args.form_timeout) for n in sizes]
 
