@@ -158,10 +158,13 @@ class LoggingConfig:
 
 @dataclass(frozen=True, slots=True)
 class SystemConfig:
-    """The ``system`` section (``run_dir`` is a pyquorum key)."""
+    """The ``system`` section (``run_dir`` and ``libqb_ipc`` are pyquorum keys)."""
 
     state_dir: str = "/var/lib/pyquorum"
     run_dir: str = "/run/pyquorum"
+    libqb_ipc: bool = False
+    """``libqb_ipc: yes`` also serves Corosync's C client libraries (libqb IPC on the
+    abstract sockets "cmap", "cfg", "quorum", "votequorum"; ``daemon/qbipc.py``)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ from pyquorum.daemon.errors import StartupError, StorageError
 from pyquorum.daemon.ipcserver import IpcServer
 from pyquorum.daemon.localnode import resolve_endpoints
 from pyquorum.daemon.logsys import DaemonLog
+from pyquorum.daemon.qbipc import QbIpcServer
 from pyquorum.daemon.storage import StateStore
 from pyquorum.daemon.transport import UdpTransport
 from pyquorum.errors import ConfigError
@@ -103,6 +104,8 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._engine: NodeEngine | None = None
         self._ipc: IpcServer | None = None
+        self._qb: QbIpcServer | None = None
+        """The libqb endpoint for Corosync's C clients (``system.libqb_ipc``)."""
         self._clock_ms = 0
         self._timer: asyncio.TimerHandle | None = None
         self._armed: int | None = None
@@ -179,11 +182,18 @@ class Daemon:
                                   s.authkey)
         self._ipc = IpcServer(s.run_dir, self, self.log.log, hooks=s.hooks,
                               uidgid=self.config.uidgid)
+        if self.config.system.libqb_ipc:
+            self._qb = QbIpcServer(self, self.log.log, uidgid=self.config.uidgid,
+                                   run_dir=s.run_dir, conn_in_use=self._ipc.owns)
+            self._ipc.conn_in_use = self._qb.owns
         try:
             self._ipc.open(loop)
+            if self._qb is not None:
+                self._qb.open(loop)
         except StartupError as exc:
             self.log.log("error", "MAIN", str(exc))
             self._started(str(exc))
+            self._ipc.close()
             self._transport.close()
             return 1
         self._published = True
@@ -228,6 +238,8 @@ class Daemon:
         self._halted = True
         loop.remove_reader(self._transport.fileno())
         self._ipc.close()
+        if self._qb is not None:
+            self._qb.close()
         self._transport.close()
         self._close_ready_fd()
         for sig in self._late_signals:
@@ -288,10 +300,14 @@ class Daemon:
         elif isinstance(ev, Replied):
             assert self._ipc is not None
             self._ipc.on_replied(ev)
+            if self._qb is not None:
+                self._qb.on_replied(ev)
         elif isinstance(ev, Notified):
             assert self._ipc is not None
             self._note_quorate()  # a reload changes it while its events are drained
             self._ipc.on_notified(ev.conn, ev.notification)
+            if self._qb is not None:
+                self._qb.on_notified(ev.conn, ev.notification)
         elif isinstance(ev, LogRecord):
             self.log.log(ev.level, ev.subsys, ev.message)
         elif isinstance(ev, ViewInstalled):
@@ -336,6 +352,8 @@ class Daemon:
         self._transport.set_peers(peers)
         if self._ipc is not None:
             self._ipc.set_uidgid(plan.config.uidgid)
+        if self._qb is not None:
+            self._qb.set_uidgid(plan.config.uidgid)
         self._configured_keys = reloaded_keys(self._configured_keys, read_configured_keys(path))
         self.config = plan.config
         self.log.log("notice", "CFG", f"Configuration reloaded from {path}")
@@ -452,8 +470,9 @@ class Daemon:
     def cmap_items(self, prefix: str) -> list[tuple[str, str]]:
         """The cmap view under ``prefix``, sorted."""
         assert self._ipc is not None
+        qb_stats = self._qb.stats if self._qb is not None else {}
         view = cmap_view(self.config, self._configured_keys, self.engine,
-                         (self._transport.stats, self._ipc.stats,
+                         (self._transport.stats, self._ipc.stats, qb_stats,
                           {**self.stats, "ipc_clients": self._ipc.client_count}))
         view["runtime.pyquorum.quorate_changed_ns"] = str(self.quorate_changed_ns)
         return select(view, prefix)

@@ -295,6 +295,8 @@ class IpcServer:
         self._runq: deque[_Client] = deque()
         self._run_scheduled = False
         self._next_conn = 1
+        self.conn_in_use: Callable[[int], bool] | None = None
+        """Connection ids another server (the libqb endpoint) holds: never handed out."""
         self._unprivileged_pending = 0
         self._log_gate: dict[str, tuple[float, int]] = {}
         self._counters: dict[str, int] = {
@@ -494,12 +496,17 @@ class IpcServer:
             self._loop.add_reader(self._listener.fileno(), self._on_accept)
 
     def _new_conn_id(self) -> int:
-        """A connection id: never 0, never one in use (ids wrap after 2**32 - 1)."""
+        """A connection id: never 0, never one in use here or by the libqb endpoint
+        (``conn_in_use``; ids wrap after 2**32 - 1)."""
         while True:
             conn = self._next_conn
             self._next_conn = self._next_conn % 0xFFFF_FFFF + 1
-            if conn not in self._clients:
+            if conn not in self._clients and not (self.conn_in_use and self.conn_in_use(conn)):
                 return conn
+
+    def owns(self, conn: int) -> bool:
+        """Whether ``conn`` is one of this server's connection ids."""
+        return conn in self._clients
 
     def _hello_timeout(self, client: _Client) -> None:
         client.hello_timer = None
