@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import random
 import signal
@@ -197,6 +198,11 @@ class Daemon:
             self._transport.close()
             return 1
         self._published = True
+        # What start-up allocated (modules, configuration, engine: ~30k objects) stays
+        # for the life of the process: move it out of the collector's reach, so that a
+        # full collection scans only what the running daemon allocates (one pass over
+        # the start-up heap takes ~15 ms, a pause every client callback would wait for).
+        gc.freeze()
         loop.add_reader(self._transport.fileno(), self._on_udp)
         if self._late_signals:  # a signal came before the loop ran
             loop.call_soon(self._on_signal, self._late_signals.pop(0))
