@@ -36,7 +36,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pyquorum.config import load_config
 from pyquorum.config.model import ClusterConfig, NodeConfig
@@ -59,10 +59,12 @@ from pyquorum.daemon.errors import StartupError, StorageError
 from pyquorum.daemon.ipcserver import IpcServer
 from pyquorum.daemon.localnode import resolve_endpoints
 from pyquorum.daemon.logsys import DaemonLog
-from pyquorum.daemon.qbipc import QbIpcServer
 from pyquorum.daemon.storage import StateStore
 from pyquorum.daemon.transport import UdpTransport
 from pyquorum.errors import ConfigError
+
+if TYPE_CHECKING:  # imported when system.libqb_ipc asks for it (start-up time)
+    from pyquorum.daemon.qbipc import QbIpcServer
 
 DATAGRAMS_PER_WAKEUP: Final = 256
 """Datagrams handled per readiness callback before timers and IPC get a turn."""
@@ -184,6 +186,7 @@ class Daemon:
         self._ipc = IpcServer(s.run_dir, self, self.log.log, hooks=s.hooks,
                               uidgid=self.config.uidgid)
         if self.config.system.libqb_ipc:
+            from pyquorum.daemon.qbipc import QbIpcServer
             self._qb = QbIpcServer(self, self.log.log, uidgid=self.config.uidgid,
                                    run_dir=s.run_dir, conn_in_use=self._ipc.owns)
             self._ipc.conn_in_use = self._qb.owns
