@@ -23,8 +23,9 @@ How
     Real ``pyquorumd`` processes on 127.0.0.1, one UDP port each, with the files of
     ``pyquorum.tools.labcluster.LabCluster`` (generated authkey: aes256/sha256; per node
     ``corosync.conf``, state and run directory, ``daemon.log``), the daemon's default
-    totem timing unless ``--token`` (Corosync's token 1000 ms plus token_coefficient
-    650 ms per node above 2).  Each node is followed by one thread of this process that
+    totem timing unless ``--token`` (Corosync's defaults: token 3000 ms plus
+    token_coefficient 650 ms per node above 2, so 6900 / 12100 / 22500 ms at 8 / 16 / 32
+    nodes).  Each node is followed by one thread of this process that
     waits for the daemon's READY line and then tracks quorum with the client library
     (``QuorumClient``, CURRENT|CHANGES); callback times are ``time.monotonic()``.  The
     monitor itself costs this process a little CPU during formation, on the same cores
@@ -422,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=None,
                    help="formations per size (default 3; --quick: 1)")
     p.add_argument("--token", type=int, default=None,
-                   help="totem token ms (default: the daemon's, 1000 + 650 per node above 2)")
+                   help="totem token ms (default: the daemon's, 3000 + 650 per node above 2)")
     p.add_argument("--form-timeout", type=float, default=180.0,
                    help="give up on one formation after this many seconds")
     p.add_argument("--quick", action="store_true", help="8 nodes, 1 rep, 10 s idle")

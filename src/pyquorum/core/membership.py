@@ -215,6 +215,7 @@ class Membership:
         self.state = State.OPERATIONAL
         self.ring = NULL_RING
         self.members: tuple[int, ...] = ()
+        self._member_set: frozenset[int] = frozenset()  # ``members``, for lookups
         self.max_seq = stored_max_seq + 1
         self._infos: tuple[NodeInfo, ...] = tuple(infos)
         self._events: list[MembershipEvent] = []
@@ -238,6 +239,9 @@ class Membership:
         self._proc: set[int] = set()
         self._fail: set[int] = set()
         self._joins: dict[int, Join] = {}
+        self._join_sets: dict[int, tuple[frozenset[int], frozenset[int]]] = {}
+        """Each ``_joins`` entry's proc and fail sets (``_agrees`` runs for every member
+        on every JOIN: with N nodes, building them each time costs O(N^3) a round)."""
         self._consensus_at = 0
         self._next_join_at = 0
         self._settle_until = 0
@@ -472,6 +476,7 @@ class Membership:
             # us.  A node from another ring is only forgotten: the consensus timeout
             # decides, and the two rings merge later.
             self._joins.pop(x, None)
+            self._join_sets.pop(x, None)
             if x in self.members and self._fail_nodes({x}):
                 self._consensus_at = now_ms + self.timing.consensus_ms
                 self._broadcast_join(now_ms)
@@ -492,6 +497,7 @@ class Membership:
         # is taken, so merging rings agree on their fail sets.
         self._fail |= set(j.fail) if x in self.members else set(j.fail) - set(self.members)
         self._joins[x] = j
+        self._join_sets[x] = (frozenset(j.proc), frozenset(j.fail))
         changed = before != (len(self._proc), len(self._fail))
         if changed:
             self._consensus_at = now_ms + self.timing.consensus_ms
@@ -584,7 +590,7 @@ class Membership:
         self.stats["gathers"] += 1
         self._proc = set(self.members) | set(extra) | {self.node_id}
         self._fail = (set(fail) | self._deaf(self._proc)) - {self.node_id}
-        self._joins = {}
+        self._joins, self._join_sets = {}, {}
         self._consensus_at = now_ms + self.timing.consensus_ms
         # A merge waits one join interval for the other rings' nodes to show up, so
         # nodes that boot together form one ring; a failure is handled at once.
@@ -614,8 +620,8 @@ class Membership:
         return sorted(self._proc - self._fail)
 
     def _agrees(self, node: int) -> bool:
-        j = self._joins.get(node)
-        return j is not None and set(j.proc) == self._proc and set(j.fail) == self._fail
+        sets = self._join_sets.get(node)
+        return sets is not None and sets[0] == self._proc and sets[1] == self._fail
 
     def _fail_nodes(self, nodes: Iterable[int]) -> bool:
         new = set(nodes) - self._fail - {self.node_id}
@@ -674,9 +680,10 @@ class Membership:
         )
         self.ring = ins.ring
         self.members = ins.members
+        self._member_set = frozenset(ins.members)
         self._member_prev = dict(zip(ins.members, ins.prev_rings, strict=False))
         self.state = State.OPERATIONAL
-        self._proc, self._fail, self._joins = set(), set(), {}
+        self._proc, self._fail, self._joins, self._join_sets = set(), set(), {}, {}
         self._log.clear()
         self._delivered = 0
         self._buffer, self._sequenced, self._acked = {}, {}, {}
@@ -775,7 +782,7 @@ class Membership:
         that a partition has just cut off, or an isolated node stays in GATHER, quorate
         in its old ring, for up to a token longer)."""
         last = self._last_heard.get(node)
-        if self.state is State.GATHER and (last is None or node not in self.members):
+        if self.state is State.GATHER and (last is None or node not in self._member_set):
             return max(last if last is not None else 0, self._gather_start)
         return last
 
