@@ -122,10 +122,18 @@ def test_no_daemon(tmp_path: Path) -> None:
     assert (r.returncode, r.stdout, r.stderr) == (1, "", "Cannot initialize QUORUM service\n")
 
 
+def _sigint_default() -> None:
+    # A job started in the background by a non-interactive shell (nohup ... &, as a CI
+    # runner may do) inherits SIGINT ignored, and Python then installs no Ctrl-C handler:
+    # the test's SIGINT would be lost.  Give the monitor the terminal's default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _monitor(lab: LabCluster, node: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m",
                              "pyquorum.tools.quorumtool", "-m", "--run-dir", lab.run_dir(node)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_sigint_default)
 
 
 def _communicate(proc: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
