@@ -72,8 +72,8 @@ def environment_problem() -> str | None:
     oracle's ``install-deps.sh`` (``WITH_DEV=1``: corosync, libquorum-dev,
     libvotequorum-dev, ...) and gcc, through apt-get, only when something is missing."""
     problem = corosync_problem()  # root, ip netns, the oracle harness, corosync itself
-    if problem:
-        return problem
+    if problem:  # worded for the Corosync tier, whose check this is
+        return "the drop-in tier needs what the Corosync tier needs: " + problem
     if _dev_problem() is None:
         return None
     if shutil.which("apt-get") is None:
