@@ -203,6 +203,28 @@ def fd_client_budget(wanted: int, log: LogFn | None = None) -> int:
 LogFn = Callable[[str, str, str], None]
 
 
+class LogGate:
+    """Logs each kind of message at most once per ``LOG_INTERVAL_S`` (of ``clock``) and
+    says how many of that kind were left out (both IPC servers: refusals, evictions)."""
+
+    def __init__(self, log: LogFn, clock: Callable[[], float]) -> None:
+        self._log = log
+        self._clock = clock
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, level: str, kind: str, text: str) -> None:
+        """Log ``text`` unless a message of ``kind`` went out within the interval."""
+        now = self._clock()
+        last, suppressed = self._last.get(kind, (-LOG_INTERVAL_S, 0))
+        if now - last < LOG_INTERVAL_S:
+            self._last[kind] = (last, suppressed + 1)
+            return
+        self._last[kind] = (now, 0)
+        if suppressed:
+            text += f" ({suppressed} more like this were not logged)"
+        self._log(level, "MAIN", text)
+
+
 class IpcBackend(Protocol):
     """What the server needs from the driver."""
 
@@ -298,7 +320,7 @@ class IpcServer:
         self.conn_in_use: Callable[[int], bool] | None = None
         """Connection ids another server (the libqb endpoint) holds: never handed out."""
         self._unprivileged_pending = 0
-        self._log_gate: dict[str, tuple[float, int]] = {}
+        self._log_limited = LogGate(log, self._loop_time)
         self._counters: dict[str, int] = {
             "ipc_connections": 0, "ipc_malformed": 0, "ipc_refused_access": 0,
             "ipc_refused_try_again": 0, "ipc_refused_library": 0, "ipc_refused_limit": 0,
@@ -581,17 +603,8 @@ class IpcServer:
             client.sock.send(ipc.encode_frame(ipc.HelloReply(int(err), 0)))
         self._close(client, None)
 
-    def _log_limited(self, level: str, kind: str, text: str) -> None:
-        """Log ``text``, at most once per ``LOG_INTERVAL_S`` for each ``kind``."""
-        now = self._loop.time() if self._loop is not None else 0.0
-        last, suppressed = self._log_gate.get(kind, (-LOG_INTERVAL_S, 0))
-        if now - last < LOG_INTERVAL_S:
-            self._log_gate[kind] = (last, suppressed + 1)
-            return
-        self._log_gate[kind] = (now, 0)
-        if suppressed:
-            text += f" ({suppressed} more like this were not logged)"
-        self._log(level, "MAIN", text)
+    def _loop_time(self) -> float:
+        return self._loop.time() if self._loop is not None else 0.0
 
     # ------------------------------------------------------------ reading
     def _start_reading(self, client: _Client) -> None:

@@ -97,7 +97,7 @@ from pyquorum.config.model import UidGidConfig
 from pyquorum.core.engine import Command, Replied
 from pyquorum.daemon import ipcproto as proto
 from pyquorum.daemon.errors import StartupError
-from pyquorum.daemon.ipcserver import IpcBackend, LogFn, peer_cred
+from pyquorum.daemon.ipcserver import IpcBackend, LogFn, LogGate, peer_cred
 from pyquorum.errors import CsErr
 from pyquorum.wire import ipc
 from pyquorum.wire import qbmsg as qb
@@ -128,7 +128,6 @@ FD_RESERVE: Final = 64 + 2 * 256
 SHM_DIR: Final = "/dev/shm"
 CONTROL_SIZE: Final = 24
 """libqb's ``SHM_CONTROL_SIZE``: three ``{int32 sent; int32 flow_control}``."""
-LOG_INTERVAL_S: Final = 1.0
 
 
 def abstract_address(name: str) -> bytes:
@@ -203,7 +202,7 @@ class QbIpcServer:
         self._conns: dict[int, _Conn] = {}
         self._next_conn = 0x8000_0000
         self._unprivileged_pending = 0
-        self._log_gate: dict[str, tuple[float, int]] = {}
+        self._log_limited = LogGate(log, self._loop_time)
         self.max_clients = MAX_CLIENTS
         self._counters: dict[str, int] = {
             "qb_connections": 0, "qb_refused_access": 0, "qb_refused_try_again": 0,
@@ -837,14 +836,5 @@ class QbIpcServer:
         if notify and conn.announced:
             self._backend.ipc_closed(conn.conn_id)
 
-    def _log_limited(self, level: str, kind: str, text: str) -> None:
-        """Log ``text``, at most once per ``LOG_INTERVAL_S`` for each ``kind``."""
-        now = self._loop.time() if self._loop is not None else 0.0
-        last, suppressed = self._log_gate.get(kind, (-LOG_INTERVAL_S, 0))
-        if now - last < LOG_INTERVAL_S:
-            self._log_gate[kind] = (last, suppressed + 1)
-            return
-        self._log_gate[kind] = (now, 0)
-        if suppressed:
-            text += f" ({suppressed} more like this were not logged)"
-        self._log(level, "MAIN", text)
+    def _loop_time(self) -> float:
+        return self._loop.time() if self._loop is not None else 0.0
