@@ -7,22 +7,21 @@ installable).  Every cluster is torn down whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dropcluster import (
-    TOKEN_MS,
-    CorosyncCluster,
     PyquorumCluster,
-    Side,
+    Twins,
     compile_qtrack,
-    corosync_side,
     environment_problem,
-    identical_config,
     pyquorum_side,
+    twin_pair,
     wait_views,
 )
 
@@ -40,31 +39,28 @@ def _skip_unless_possible() -> None:
 
 
 @pytest.fixture(scope="module")
-def twin_clusters() -> Iterator[tuple[Side, Side, CorosyncCluster, PyquorumCluster]]:
+def twin_clusters() -> Iterator[Twins]:
     """Two identical, quorate 3-node clusters: real Corosync and pyquorumd with libqb IPC
     (the pyquorumd nodes run the Corosync nodes' own corosync.conf, see
     ``identical_config``)."""
     _skip_unless_possible()
-    cs = CorosyncCluster(f"pqdi{os.getpid()}c", CS_NET)
-    pq = PyquorumCluster(3, "p", PQ_NET)
-    sides: tuple[Side, ...] = ()
-    try:
-        cs.up(3, token_ms=TOKEN_MS, start=False)
-        pq.setup(lambda i: identical_config(
-            (cs.workdir / f"n{i}" / "corosync.conf").read_text(), corosync_net=CS_NET,
-            net=PQ_NET, node_dir=pq.node_dir(i)))
-        cs.sh("start", "all")
-        pq.start_daemons(pq.nodes)
-        sides = (corosync_side(cs), pyquorum_side(pq))
-        wait_views(sides, (1, 2, 3), quorate=True)
-        yield sides[0], sides[1], cs, pq
-    finally:
-        try:
-            for side in sides:
-                side.close()
-            cs.clean()
-        finally:
-            assert pq.close() == []
+    with twin_pair(3, "", corosync_net=CS_NET, net=PQ_NET) as twins:
+        wait_views(twins[:2], (1, 2, 3), quorate=True)
+        yield twins
+
+
+@pytest.fixture
+def fresh_twins() -> Iterator[Callable[..., Twins]]:
+    """Makes twin clusters with ``dropcluster.twin_pair``'s options (started, not
+    awaited), each under its own tag (``k``, ``w``, ``n``... as the test names it); all
+    torn down after the test."""
+    _skip_unless_possible()
+    with contextlib.ExitStack() as stack:
+        def make(n: int, tag: str, **options: Any) -> Twins:
+            return stack.enter_context(twin_pair(n, tag, corosync_net=CS_NET, net=PQ_NET,
+                                                  **options))
+
+        yield make
 
 
 @pytest.fixture

@@ -5,7 +5,9 @@ Nothing here is new machinery: a Corosync cluster is ``tests/corosync/cscluster.
 ``CorosyncCluster`` (``../shared/oracle/cluster.sh``), a pyquorumd cluster is
 ``tests/chaos/chaosnet.py``'s ``ChaosCluster`` (daemons in namespaces behind a bridge),
 each under this tier's own namespace prefix (``pqdi<pid>...``) and subnet
-(``10.213.64-66``).  The pyquorumd nodes run the very ``corosync.conf`` that
+(``10.213.64-66``; every pair of twins, ``twin_pair``, has its own prefix and switch, so
+pairs reuse the two subnets).  ``cluster.sh up``'s quorum options give both twins the same
+``quorum`` section.  The pyquorumd nodes run the very ``corosync.conf`` that
 ``cluster.sh`` generated for the Corosync node of the same number (``identical_config``
 lists the only lines that change, and why), so the two clusters have the same nodelist
 (names, ids), totem (knet, token 1000, crypto none) and quorum section.
@@ -26,7 +28,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,6 +162,7 @@ class Side:
     name: str
     netns: Callable[[int], str]
     kill: Callable[[int], None]
+    start: Callable[[int], None]
     subnet: str
     monitors: list[Monitor] = field(default_factory=list)
 
@@ -189,11 +192,57 @@ def corosync_side(cs: CorosyncCluster) -> Side:
     def kill(node: int) -> None:
         cs.sh("kill", str(node))
 
-    return Side("corosync", cs.netns, kill, cs.net)
+    def start(node: int) -> None:
+        cs.sh("start", str(node))
+
+    return Side("corosync", cs.netns, kill, start, cs.net)
 
 
 def pyquorum_side(pq: PyquorumCluster) -> Side:
-    return Side("pyquorum", pq.ns, pq.kill, pq.subnet)
+    return Side("pyquorum", pq.ns, pq.kill, lambda node: pq.start_daemons([node]),
+                pq.subnet)
+
+
+Twins = tuple[Side, Side, CorosyncCluster, PyquorumCluster]
+
+
+@contextlib.contextmanager
+def twin_pair(n: int, tag: str, *, corosync_net: str, net: str,
+                  start: Sequence[int] | None = None, two_node: bool = False,
+                  wait_for_all: bool = False,
+                  edit: Callable[[str], str] | None = None) -> Iterator[Twins]:
+    """Two identical ``n``-node clusters, real Corosync (``pqdi<pid><tag>c``, subnet
+    ``corosync_net``) and pyquorumd with libqb IPC (``pqdi<pid><tag>p``, ``net``), with
+    ``cluster.sh up``'s quorum options ``two_node`` / ``wait_for_all``; ``edit`` rewrites
+    every Corosync node's ``corosync.conf`` before anything starts (the pyquorumd nodes
+    then run the result, see ``identical_config``).  Only the nodes of ``start`` (default:
+    all) are started, Corosync's and pyquorumd's together; nothing is awaited.  Both are
+    torn down whatever happens."""
+    cs = CorosyncCluster(f"pqdi{os.getpid()}{tag}c", corosync_net)
+    pq = PyquorumCluster(n, f"{tag}p", net)
+    sides: tuple[Side, ...] = ()
+    nodes = list(range(1, n + 1) if start is None else start)
+    try:
+        cs.up(n, token_ms=TOKEN_MS, two_node=two_node, wait_for_all=wait_for_all,
+              start=False)
+        if edit is not None:
+            for i in range(1, n + 1):
+                path = cs.workdir / f"n{i}" / "corosync.conf"
+                path.write_text(edit(path.read_text()))
+        pq.setup(lambda i: identical_config(
+            (cs.workdir / f"n{i}" / "corosync.conf").read_text(), corosync_net=corosync_net,
+            net=net, node_dir=pq.node_dir(i)))
+        cs.sh("start", ",".join(map(str, nodes)))
+        pq.start_daemons(nodes)
+        sides = (corosync_side(cs), pyquorum_side(pq))
+        yield sides[0], sides[1], cs, pq
+    finally:
+        try:
+            for side in sides:
+                side.close()
+            cs.clean()
+        finally:
+            assert pq.close() == []
 
 
 class Monitor:

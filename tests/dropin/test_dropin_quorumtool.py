@@ -1,11 +1,15 @@
 """Debian's unmodified ``corosync-quorumtool`` against pyquorumd and against real Corosync
-3.1.7, in identical 3-node clusters: the same commands in the same states must print the
-same output (after the normalizations below) and exit with the same code.
+3.1.7, in identical clusters: the same commands in the same states must print the same
+output (after the normalizations below) and exit with the same code.
 
-States: all three nodes up; node 3 killed (SIGKILL: two left, quorate), then ``-e 2``;
-node 2 killed too (one left, inquorate), then ``-e 1`` (quorate again).  ``-m`` runs on a
-survivor and on the victim across the first kill, and on the survivor across the second
-kill and ``-e 1``.  Commands run on node 1 unless they name another node.
+Clusters: the default 3-node votequorum one (``twin_clusters``, shared by the module), and
+fresh pairs (``fresh_twins``) for ``two_node: 1`` (2 nodes: both up, node 2 killed),
+``wait_for_all: 1`` (3 nodes: 1 and 2 started, then 3, then 3 killed) and no quorum provider.
+
+States of the default cluster: all three nodes up; node 3 killed (SIGKILL: two left,
+quorate), then ``-e 2``; node 2 killed too (one left, inquorate), then ``-e 1`` (quorate
+again).  ``-m`` runs on a survivor and on the victim across the first kill, and on the
+survivor across the second kill and ``-e 1``.  Commands run on node 1 unless they name another node.
 
 Normalizations (``normalize``), each for a value that legitimately differs:
 
@@ -21,16 +25,16 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from dropcluster import (
     ORACLE_DIR,
-    CorosyncCluster,
     Monitor,
-    PyquorumCluster,
     Side,
+    Twins,
     identical_config,
     wait_until,
     wait_views,
@@ -38,7 +42,7 @@ from dropcluster import (
 
 pytestmark = pytest.mark.dropin
 
-Twins = tuple[Side, Side, CorosyncCluster, PyquorumCluster]
+MakeTwins = Callable[..., Twins]
 
 _DATE = re.compile(r"^Date:( +).*$", re.M)
 _RING = re.compile(r"^Ring ID:( +)([0-9a-fA-Fx]+)\.[0-9a-f]+$", re.M)
@@ -200,4 +204,77 @@ def test_quorumtool_matches_corosync_through_kills(twin_clusters: Twins) -> None
     assert c.tool(state, 1, "-e", "10").rc == 1
     c.tool(state, 1, "-l", "-p")
 
+    c.assert_equal()
+
+
+def test_quorumtool_matches_corosync_two_node(fresh_twins: MakeTwins) -> None:
+    """``two_node: 1`` (2 nodes; votequorum turns wait_for_all on with it): both up, then
+    node 2 killed, node 1 stays quorate."""
+    corosync, pyquorum, _, _ = fresh_twins(2, "k", two_node=True)
+    both = (corosync, pyquorum)
+    c = Comparison(corosync, pyquorum)
+    wait_views(both, (1, 2), quorate=True)
+    state = "two_node, 2 up"
+    assert "Flags:            2Node Quorate WaitForAll \n" in c.tool(state, 1, "-s").out
+    for args in STATUS_VIEWS[1:]:
+        c.tool(state, 1, *args)
+    c.tool(state, 2, "-s")
+    for side in both:
+        side.kill(2)
+    wait_views(both, (1,), quorate=True)
+    state = "two_node, 2 killed"
+    want = c.tool(state, 1, "-s")
+    assert want.rc == 0 and "Flags:            2Node Quorate WaitForAll \n" in want.out
+    for args in STATUS_VIEWS[1:]:
+        c.tool(state, 1, *args)
+    c.assert_equal()
+
+
+def test_quorumtool_matches_corosync_wait_for_all(fresh_twins: MakeTwins) -> None:
+    """``wait_for_all: 1``, 3 nodes, fresh: only nodes 1 and 2 started (a majority, yet
+    inquorate until every node was seen), then node 3 (quorate), then node 3 killed
+    (quorate: all were seen)."""
+    corosync, pyquorum, _, _ = fresh_twins(3, "w", wait_for_all=True, start=(1, 2))
+    both = (corosync, pyquorum)
+    c = Comparison(corosync, pyquorum)
+    wait_views(both, (1, 2), quorate=False)
+    state = "wait_for_all, 1 and 2 started"
+    want = c.tool(state, 1, "-s")
+    assert want.rc == 2 and "Flags:            WaitForAll \n" in want.out
+    c.tool(state, 2, "-s")
+    c.tool(state, 1, "-l")
+    for side in both:
+        side.start(3)
+    wait_views(both, (1, 2, 3), quorate=True)
+    state = "wait_for_all, 3 started"
+    assert c.tool(state, 1, "-s").rc == 0
+    c.tool(state, 3, "-s")
+    for side in both:
+        side.kill(3)
+    wait_views(both, (1, 2), quorate=True)
+    state = "wait_for_all, 3 killed after all were seen"
+    assert c.tool(state, 1, "-s").rc == 0
+    c.assert_equal()
+
+
+def _without_provider(conf: str) -> str:
+    assert "    provider: corosync_votequorum\n" in conf, conf
+    return conf.replace("    provider: corosync_votequorum\n", "")
+
+
+def test_quorumtool_matches_corosync_without_provider(fresh_twins: MakeTwins) -> None:
+    """No ``quorum.provider`` (an empty ``quorum`` section): no votequorum service, so
+    ``-s`` fails (its votequorum calls fail) and ``-l`` lists nobody, on both."""
+    corosync, pyquorum, _, _ = fresh_twins(3, "n", edit=_without_provider)
+    both = (corosync, pyquorum)
+    c = Comparison(corosync, pyquorum)
+    for side in both:  # the tool shows no membership here: wait for every daemon's IPC
+        for node in (1, 2, 3):
+            wait_until(lambda: side.tool(node, "-l").returncode == 0,  # noqa: B023
+                       f"{side.name} node {node}'s IPC")
+    state = "no quorum provider"
+    assert c.tool(state, 1, "-s").rc == 1
+    c.tool(state, 1, "-l")
+    c.tool(state, 2, "-s", "-p")
+    c.tool(state, 3, "-e", "2")
     c.assert_equal()
