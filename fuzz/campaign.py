@@ -5,7 +5,8 @@
 
 Targets (one harness each, ``fuzz/fuzz_<target>.py``; contracts in ``fuzztargets.py``):
 ``codec`` (a datagram after decryption), ``sealed`` (``SecureChannel.open`` on the raw
-datagram, then decode), ``ipc`` (IPC frame decoders), ``config`` (corosync.conf parser).
+datagram, then decode), ``ipc`` (IPC frame decoders), ``config`` (corosync.conf parser),
+``qb`` (the libqb endpoint's handshake and request decoders).
 
 Each target runs in its own subprocess with ``-runs=N`` and ``-max_total_time`` and
 ``-timeout`` (a single input slower than that is a hang).  Its corpus directory
@@ -35,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-TARGETS = ("codec", "sealed", "ipc", "config")
-MAX_LEN = {"codec": 4096, "sealed": 2048, "ipc": 8192, "config": 8192}
+TARGETS = ("codec", "sealed", "ipc", "config", "qb")
+MAX_LEN = {"codec": 4096, "sealed": 2048, "ipc": 8192, "config": 8192, "qb": 2048}
 DICTS = {"config": HERE / "config.dict"}
 GRACE_S = 120  # beyond -max_total_time before the driver kills a harness
 REPLAY_TIMEOUT_S = 600
@@ -46,6 +47,7 @@ COVERED = {
     "sealed": ("wire/crypto.py", "wire/codec.py"),
     "ipc": ("wire/ipc.py", "daemon/ipcproto.py", "wire/codec.py"),
     "config": ("config/parser.py", "config/build.py", "config/load.py", "config/model.py"),
+    "qb": ("wire/qbmsg.py",),
 }
 
 _STATUS = re.compile(r"^#(\d+)\s+(\w+)\s+(.*)$")

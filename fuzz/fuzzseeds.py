@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from pyquorum.types import RingId
+from pyquorum.wire import qbmsg
 from pyquorum.wire.codec import MAX_STR_BYTES, encode
 from pyquorum.wire.crypto import SecureChannel
 from pyquorum.wire.ipc import IPC_TYPES, Hello, encode_frame
@@ -281,11 +282,34 @@ def config_seeds() -> list[bytes]:
     return [text.encode() for text in CONFIGS]
 
 
+def qb_seeds() -> list[bytes]:
+    """Selector byte + datagram: every request id of every service with a body of its
+    struct's size (zeros, then a name-like body), an unknown id, the disconnect, and
+    connection requests (valid and short)."""
+    services = ("quorum", "votequorum", "cmap", "cfg")
+    out = []
+    for (service, msg_id), _ in sorted(qbmsg.RESPONSE_IDS.items()):
+        selector = bytes([services.index(service)])
+        layout = qbmsg._MIN_SIZE.get((service, msg_id))
+        body_len = (qbmsg._size(layout) if layout else qbmsg.REQ_HDR.size) - qbmsg.REQ_HDR.size
+        for body in (bytes(body_len), (b"\x08\x00" + b"quorum.provider\x00").ljust(body_len,
+                                                                              b"\x00")):
+            out.append(selector + qbmsg.REQ_HDR.pack(msg_id, qbmsg.REQ_HDR.size + len(body))
+                       + body)
+    out.append(b"\x00" + qbmsg.REQ_HDR.pack(99, qbmsg.REQ_HDR.size))
+    out.append(b"\x02" + qbmsg.REQ_HDR.pack(qbmsg.QB_IPC_MSG_DISCONNECT, qbmsg.REQ_HDR.size))
+    conn = qbmsg.REQ_HDR.pack(qbmsg.QB_IPC_MSG_AUTHENTICATE, qbmsg.CONNECTION_REQUEST_SIZE)
+    out.append(b"\x04" + conn + struct.pack("=I4x", 1 << 20))
+    out.append(b"\x04" + conn)
+    return out
+
+
 SEEDS: Final = {
     "codec": cluster_seeds,
     "sealed": sealed_seeds,
     "ipc": ipc_seeds,
     "config": config_seeds,
+    "qb": qb_seeds,
 }
 
 

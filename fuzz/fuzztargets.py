@@ -1,4 +1,4 @@
-"""The four fuzz targets: one function per decoder, raising only when a contract breaks.
+"""The five fuzz targets: one function per decoder, raising only when a contract breaks.
 
 Each ``*_one(data)`` feeds one input to a decoder and checks its documented result;
 any exception escaping it is a finding (atheris records it as a crash).  The harness
@@ -20,6 +20,10 @@ ipc       ``decode_body``, ``FrameReader`` and ``RequestFramer`` fed the stream 
           framer, buffers stay within one frame
 config    ``parse_text`` (also ``uidgid_only``), ``resolve_uidgid``, ``build_config``:
           success or a ``ConfigError`` naming the file and one of its lines
+qb        the libqb endpoint's decoders (``wire/qbmsg.py``), what a local C client sends:
+          ``decode_connection_request`` gives a request or ``BadHandshake``;
+          ``decode_request`` of each service gives a request of an id that service knows,
+          or ``BadRequest`` / ``Disconnect`` / ``Unsupported``
 ========  ================================================================================
 """
 
@@ -39,6 +43,7 @@ from pyquorum.daemon.ipcproto import (
     UnknownRequest,
 )
 from pyquorum.errors import ConfigError
+from pyquorum.wire import qbmsg
 from pyquorum.wire.codec import Malformed, MalformedReason, decode, encode
 from pyquorum.wire.crypto import Opened, Rejected, RejectReason, SecureChannel
 from pyquorum.wire.ipc import (
@@ -255,9 +260,36 @@ def config_one(data: bytes) -> None:
     check_config(text, uidgid_only=True)
 
 
+# ------------------------------------------------------------------ libqb endpoint
+QB_SERVICES: Final = ("quorum", "votequorum", "cmap", "cfg")
+"""Selector byte % 5: one of these services, or (4) the connection handshake."""
+
+
+def qb_one(data: bytes) -> None:
+    if not data:
+        return
+    selector, datagram = data[0] % 5, data[1:]
+    if selector == 4:
+        hs = qbmsg.decode_connection_request(datagram)
+        require(isinstance(hs, qbmsg.ConnectionRequest | qbmsg.BadHandshake),
+                f"handshake decoded to {type(hs).__name__}")
+        return
+    service = QB_SERVICES[selector]
+    req = qbmsg.decode_request(service, datagram)
+    if isinstance(req, qbmsg.BadRequest | qbmsg.Disconnect | qbmsg.Unsupported):
+        return
+    require(type(req).__module__ in ("pyquorum.wire.ipc", "pyquorum.wire.qbmsg"),
+            f"{service} request decoded to {type(req).__name__}")
+    msg_id = struct.unpack_from("=i", datagram)[0]
+    require((service, msg_id) in qbmsg.RESPONSE_IDS, f"{service} accepted unknown id {msg_id}")
+    require(qbmsg.request_id_of(service, req) == msg_id,
+            f"{service} id {msg_id} decoded as {type(req).__name__}")
+
+
 TARGETS: Final[dict[str, Callable[[bytes], None]]] = {
     "codec": codec_one,
     "sealed": sealed_one,
     "ipc": ipc_one,
     "config": config_one,
+    "qb": qb_one,
 }

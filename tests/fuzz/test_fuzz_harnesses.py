@@ -17,7 +17,7 @@ import pytest
 from pyquorum.wire.crypto import HEADER_SIZE, Opened
 
 FUZZ_DIR = Path(__file__).resolve().parents[2] / "fuzz"
-TARGETS = ["codec", "sealed", "ipc", "config"]
+TARGETS = ["codec", "sealed", "ipc", "config", "qb"]
 
 
 @pytest.fixture
