@@ -92,7 +92,7 @@ def environment_problem() -> str | None:
     except (subprocess.SubprocessError, OSError) as exc:
         return f"'ip netns add' does not work here: {exc}"
     try:
-        with _in_netns(name):
+        with in_netns(name):
             pass
     except OSError as exc:
         return f"setns into a network namespace does not work here: {exc}"
@@ -112,7 +112,7 @@ def _setns(fd: int) -> None:
 
 
 @contextlib.contextmanager
-def _in_netns(name: str) -> Iterator[None]:
+def in_netns(name: str) -> Iterator[None]:
     """Run the body with the calling thread in network namespace ``name``."""
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -197,7 +197,7 @@ class CorosyncTarget:
     @contextlib.contextmanager
     def in_node(self, node: int) -> Iterator[None]:
         """The calling thread in ``node``'s network namespace for the body."""
-        with _in_netns(self.cluster.netns(node)):
+        with in_netns(self.cluster.netns(node)):
             yield
 
     def initialize(self, node: int, model: int,

@@ -10,7 +10,6 @@ the reason, without root, ``ip netns``, corosync-quorumtool or Corosync's librar
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import itertools
 import json
@@ -31,15 +30,18 @@ from pyquorum.client import cmap
 from pyquorum.tools.labcluster import LabCluster
 from pyquorum.wire import qbmsg as qb
 
+_COROSYNC_TIER = str(Path(__file__).resolve().parents[1] / "corosync")
+if _COROSYNC_TIER not in sys.path:
+    sys.path.insert(0, _COROSYNC_TIER)
+from cscluster import in_netns  # noqa: E402  (the Corosync tier's namespace switch)
+
 QUORUMTOOL = "/usr/sbin/corosync-quorumtool"
 LIBS = ("libquorum.so.5", "libvotequorum.so.8", "libcmap.so.4", "libcfg.so.7")
 CLIENT_SCRIPT = Path(__file__).resolve().parent / "qbipc_libclient.py"
 SRC = Path(__file__).resolve().parents[2] / "src"
 CMD_TIMEOUT_S = 30.0
 SOCK_TIMEOUT_S = 5.0
-_CLONE_NEWNET = 0x40000000
 _NAMES = itertools.count(1)
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _environment_problem() -> str | None:
@@ -55,31 +57,6 @@ def _environment_problem() -> str | None:
         except OSError as exc:
             return f"{lib} cannot be loaded: {exc}"
     return None
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-@contextlib.contextmanager
-def in_netns(name: str) -> Iterator[None]:
-    """The calling thread in network namespace ``name`` for the body (sockets created
-    there stay there)."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        target = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            _setns(home)
-    finally:
-        os.close(home)
 
 
 @dataclass(slots=True)

@@ -286,7 +286,6 @@ class Daemon:
         except StorageError as exc:
             self._fatal(f"{exc}; refusing to go on without durable state")
             return
-        self._note_quorate()
         for data, dest in engine.datagrams_to_send(self._now()):
             self._transport.send(data, dest)
         if self._left is not None and engine.left:
@@ -295,7 +294,9 @@ class Daemon:
         self._signal_ready()
 
     def _note_quorate(self) -> None:
-        """Stamp ``quorate_changed_ns`` if the quorate bit changed since last seen."""
+        """Stamp ``quorate_changed_ns`` if the quorate bit changed since last seen: at the
+        start of every pump, and after a reload handled while events are drained (the only
+        engine input taken inside the drain)."""
         quorate = self.engine.quorate
         if quorate != self._quorate_seen:
             if self._quorate_seen is not None:
@@ -313,7 +314,6 @@ class Daemon:
                 self._qb.on_replied(ev)
         elif isinstance(ev, Notified):
             assert self._ipc is not None
-            self._note_quorate()  # a reload changes it while its events are drained
             self._ipc.on_notified(ev.conn, ev.notification)
             if self._qb is not None:
                 self._qb.on_notified(ev.conn, ev.notification)
@@ -324,6 +324,7 @@ class Daemon:
         elif isinstance(ev, ReloadRequested):
             config, key = self._reload_file()
             self.engine.finish_reload(ev, config, self._now())
+            self._note_quorate()  # before the reload's callbacks, still queued
             if key is not None:
                 self.engine.rotate_key(key, self._now())
 
